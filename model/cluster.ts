@@ -1,0 +1,35 @@
+// The cluster as the compiler, the oracle and the offline tools see it: plain Kubernetes objects.
+import type { V1Namespace, V1NetworkPolicy, V1Node, V1Pod } from '@kubernetes/client-node';
+
+export type { V1Namespace, V1NetworkPolicy, V1Node, V1Pod };
+
+export interface ClusterSnapshot {
+  namespaces: V1Namespace[];
+  pods: V1Pod[];
+  nodes: V1Node[];
+  policies: V1NetworkPolicy[];
+}
+
+export type Protocol = 'TCP' | 'UDP' | 'SCTP';
+export const PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP', 'SCTP'];
+
+/** One connection attempt, by addresses: what both evaluators answer. */
+export interface Flow {
+  srcIP: string;
+  dstIP: string;
+  protocol: Protocol;
+  port: number;
+}
+
+export function objectKey(o: { metadata?: { namespace?: string; name?: string } }): string {
+  return o.metadata?.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : `${o.metadata?.name}`;
+}
+
+/** Pods that own an address the dataplane can match: an IPv4 pod IP, not hostNetwork, not finished. */
+export function podAddress(pod: V1Pod): string | undefined {
+  if (pod.spec?.hostNetwork) return undefined;
+  const phase = pod.status?.phase;
+  if (phase === 'Succeeded' || phase === 'Failed') return undefined;
+  const ip = pod.status?.podIP;
+  return ip && /^\d{1,3}(\.\d{1,3}){3}$/.test(ip) ? ip : undefined;
+}
