@@ -33,3 +33,11 @@ export function podAddress(pod: V1Pod): string | undefined {
   const ip = pod.status?.podIP;
   return ip && /^\d{1,3}(\.\d{1,3}){3}$/.test(ip) ? ip : undefined;
 }
+
+/**
+ * An ingress rule's peers. Manifests and watch events carry `from`; objects deserialized by
+ * @kubernetes/client-node carry `_from` (a reserved word in its generated models).
+ */
+export function ingressPeers(rule: { _from?: unknown; from?: unknown }): import('@kubernetes/client-node').V1NetworkPolicyPeer[] | undefined {
+  return (rule.from ?? rule._from) as import('@kubernetes/client-node').V1NetworkPolicyPeer[] | undefined;
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env node
+// The `fencer` command: one entry point for every subcommand.
+import { Command } from 'commander';
+import { matrixCommand } from './matrix.ts';
+import { compileCommand } from './compile.ts';
+
+const program = new Command('fencer').description('Kubernetes NetworkPolicy manager').showHelpAfterError();
+
+program.command('matrix')
+  .description('run scenario files on the compiled rules (or the reference semantics with --oracle)')
+  .argument('<files...>', 'scenario YAML files')
+  .option('--oracle', 'evaluate the policies directly with the reference semantics')
+  .action((files: string[], opts: { oracle?: boolean }) => { process.exitCode = matrixCommand(files, opts.oracle ? 'oracle' : 'compiled'); });
+
+program.command('compile')
+  .description('compile manifests (Namespaces, Pods, Nodes, NetworkPolicies) into CompiledPolicySets, printed as YAML')
+  .requiredOption('-f, --filename <paths...>', 'manifest files or directories')
+  .option('--node <name>', 'print only this node')
+  .action((opts: { filename: string[]; node?: string }) => { process.exitCode = compileCommand(opts.filename, opts.node); });
+
+await program.parseAsync();
