@@ -129,7 +129,7 @@ function cidrPeer(ctx: Ctx, path: string, cidr: string, except: string[]): PeerD
   const intervals = subtract(base.interval, holes);
   const cidrs = intervals.flatMap(intervalToCidrs);
   const origin = except.length ? `${cidr} except ${except.join(', ')}` : cidr;
-  return [{ kind: 'cidrs', id: stableId('p', 'cidrs', cidrs.join(',')), intervals, cidrs, origin }];
+  return [{ kind: 'cidrs', id: stableId('p', 'cidrs', origin), intervals, cidrs, origin }];
 }
 
 function normalizePort(ctx: Ctx, path: string, p: V1NetworkPolicyPort): NormPort[] {
