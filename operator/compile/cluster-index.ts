@@ -3,6 +3,21 @@
 import type { V1Namespace, V1Node, V1Pod } from '../../model/cluster.ts';
 import { objectKey, podAddress } from '../../model/cluster.ts';
 import type { NormPolicy } from './policy.ts';
+import { matchesSelector } from './selectors.ts';
+
+interface PodEntry {
+  pod: V1Pod;
+  group: LabelGroup;
+}
+
+/** Pods of one namespace with identical labels: replicas share it, so selection is computed once. */
+interface LabelGroup {
+  labels: Record<string, string>;
+  pods: number;
+  /** Keys of the policies selecting these pods, kept current by every pod and policy change. */
+  selectedBy: Set<string>;
+  sorted?: NormPolicy[];
+}
 
 export class ClusterIndex {
   readonly namespaces = new Map<string, V1Namespace>();
@@ -10,15 +25,19 @@ export class ClusterIndex {
   readonly pods = new Map<string, V1Pod>();
   readonly policies = new Map<string, NormPolicy>();
   private readonly podsByNode = new Map<string, Set<string>>();
-  private readonly podsByNamespace = new Map<string, Set<string>>();
+  private readonly podsByNamespace = new Map<string, Map<string, PodEntry>>();
   private readonly policiesByNamespace = new Map<string, Set<string>>();
+  private readonly labelGroups = new Map<string, Map<string, LabelGroup>>();
 
   setPod(pod: V1Pod): V1Pod | undefined {
     const key = objectKey(pod);
     const old = this.deletePod(key);
     this.pods.set(key, pod);
     addTo(this.podsByNode, pod.spec?.nodeName ?? '', key);
-    addTo(this.podsByNamespace, pod.metadata?.namespace ?? 'default', key);
+    const namespace = pod.metadata?.namespace ?? 'default';
+    let inNamespace = this.podsByNamespace.get(namespace);
+    if (!inNamespace) this.podsByNamespace.set(namespace, (inNamespace = new Map()));
+    inNamespace.set(key, { pod, group: this.joinLabelGroup(namespace, pod.metadata?.labels ?? {}) });
     return old;
   }
 
@@ -27,7 +46,11 @@ export class ClusterIndex {
     if (!old) return undefined;
     this.pods.delete(key);
     removeFrom(this.podsByNode, old.spec?.nodeName ?? '', key);
-    removeFrom(this.podsByNamespace, old.metadata?.namespace ?? 'default', key);
+    const namespace = old.metadata?.namespace ?? 'default';
+    const inNamespace = this.podsByNamespace.get(namespace)!;
+    this.leaveLabelGroup(namespace, inNamespace.get(key)!.group);
+    inNamespace.delete(key);
+    if (inNamespace.size === 0) this.podsByNamespace.delete(namespace);
     return old;
   }
 
@@ -35,6 +58,12 @@ export class ClusterIndex {
     const old = this.deletePolicy(policy.key);
     this.policies.set(policy.key, policy);
     addTo(this.policiesByNamespace, policy.namespace, policy.key);
+    for (const group of this.labelGroups.get(policy.namespace)?.values() ?? []) {
+      if (selects(policy, group.labels)) {
+        group.selectedBy.add(policy.key);
+        group.sorted = undefined;
+      }
+    }
     return old;
   }
 
@@ -43,7 +72,38 @@ export class ClusterIndex {
     if (!old) return undefined;
     this.policies.delete(key);
     removeFrom(this.policiesByNamespace, old.namespace, key);
+    for (const group of this.labelGroups.get(old.namespace)?.values() ?? []) {
+      if (group.selectedBy.delete(key)) group.sorted = undefined;
+    }
     return old;
+  }
+
+  /** The policies selecting a pod, sorted by key. */
+  policiesSelecting(pod: V1Pod): NormPolicy[] {
+    const group = this.podsByNamespace.get(pod.metadata?.namespace ?? 'default')?.get(objectKey(pod))?.group;
+    if (!group) return [];
+    group.sorted ??= [...group.selectedBy].sort().map((k) => this.policies.get(k)!);
+    return group.sorted;
+  }
+
+  private joinLabelGroup(namespace: string, labels: Record<string, string>): LabelGroup {
+    let groups = this.labelGroups.get(namespace);
+    if (!groups) this.labelGroups.set(namespace, (groups = new Map()));
+    const id = labelsId(labels);
+    let group = groups.get(id);
+    if (!group) {
+      const selectedBy = new Set(this.policiesInNamespace(namespace).filter((p) => selects(p, labels)).map((p) => p.key));
+      groups.set(id, (group = { labels, pods: 0, selectedBy }));
+    }
+    group.pods++;
+    return group;
+  }
+
+  private leaveLabelGroup(namespace: string, group: LabelGroup): void {
+    if (--group.pods > 0) return;
+    const groups = this.labelGroups.get(namespace)!;
+    groups.delete(labelsId(group.labels));
+    if (groups.size === 0) this.labelGroups.delete(namespace);
   }
 
   podsOnNode(node: string): V1Pod[] {
@@ -51,7 +111,7 @@ export class ClusterIndex {
   }
 
   podsInNamespace(namespace: string): V1Pod[] {
-    return [...(this.podsByNamespace.get(namespace) ?? [])].map((k) => this.pods.get(k)!);
+    return [...(this.podsByNamespace.get(namespace)?.values() ?? [])].map((e) => e.pod);
   }
 
   policiesInNamespace(namespace: string): NormPolicy[] {
@@ -67,10 +127,23 @@ export class ClusterIndex {
     return out;
   }
 
+  namespacesWithPods(): IterableIterator<string> {
+    return this.podsByNamespace.keys();
+  }
+
   namespaceLabels(name: string): Record<string, string> {
     // Kubernetes always sets kubernetes.io/metadata.name; manifests written by hand may omit it.
     return { ...(this.namespaces.get(name)?.metadata?.labels ?? {}), 'kubernetes.io/metadata.name': name };
   }
+}
+
+/** A policy with a malformed podSelector selects every pod of its namespace (fail closed). */
+function selects(policy: NormPolicy, labels: Record<string, string>): boolean {
+  return !policy.podSelector || matchesSelector(policy.podSelector, labels);
+}
+
+function labelsId(labels: Record<string, string>): string {
+  return JSON.stringify(Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
 function addTo(index: Map<string, Set<string>>, k: string, v: string): void {
@@ -87,5 +160,5 @@ function removeFrom(index: Map<string, Set<string>>, k: string, v: string): void
 }
 
 export function namespacesOf(index: ClusterIndex): string[] {
-  return [...new Set([...index.namespaces.keys(), ...[...index.pods.values()].map((p) => p.metadata?.namespace ?? 'default')])];
+  return [...new Set([...index.namespaces.keys(), ...index.namespacesWithPods()])];
 }

@@ -1,39 +1,74 @@
 // Assembles one node's CompiledPolicySet spec: its local pods grouped by the policies that select
 // them, those policies' rules, and exactly the sets the rules reference.
 import type { CompiledPolicySetSpec, IPSet, PortMatch, Rule, Target } from '../../crds/types.ts';
-import { objectKey, podAddress, type V1Pod } from '../../model/cluster.ts';
+import { objectKey, podAddress, type Protocol, type V1Pod } from '../../model/cluster.ts';
 import type { ClusterIndex } from './cluster-index.ts';
-import { setKind, setOrigin, sortEntries, type SetMembership } from './members.ts';
+import { setKind, setOrigin, sortEntries, type SetDef, type SetMembership } from './members.ts';
 import { ipPortEntry, resolveNamedPort } from './named-ports.ts';
 import { contentHash, stableId } from './naming.ts';
 import type { NormPolicy, NormPort, NormRule } from './policy.ts';
-import { matchesSelector } from './selectors.ts';
 
 type Direction = 'ingress' | 'egress';
 
 interface NodeBuild {
-  sets: Map<string, IPSet>;
+  /** Sets whose members depend only on this node's pods (pod groups, ingress named ports). */
+  localSets: Map<string, IPSet>;
+  /** Sets whose members come from the whole cluster, filled in at assembly. */
+  sharedSets: Set<string>;
   membership: SetMembership;
 }
 
+/** What a node enforces, minus the members of cluster-wide sets: rebuilt only when local pods or policies change. */
+export interface NodeStructure {
+  nodeName: string;
+  podCIDRs: string[];
+  policies: string[];
+  targets: Target[];
+  diagnostics: CompiledPolicySetSpec['diagnostics'];
+  localSets: IPSet[];
+  sharedSets: string[];
+  /** Hash of everything above but the sets' members, so assembly hashes only what changed. */
+  digest: string;
+}
+
 export function compileNode(nodeName: string, index: ClusterIndex, membership: SetMembership): CompiledPolicySetSpec {
-  const build: NodeBuild = { sets: new Map(), membership };
+  return assembleSpec(buildNodeStructure(nodeName, index, membership), membership);
+}
+
+export function buildNodeStructure(nodeName: string, index: ClusterIndex, membership: SetMembership): NodeStructure {
+  const build: NodeBuild = { localSets: new Map(), sharedSets: new Set(), membership };
   const groups = groupLocalPods(nodeName, index);
   const targets = [...groups.entries()]
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
     .map(([, g]) => compileTarget(g.policies, g.pods, build));
   const policies = [...new Set(targets.flatMap((t) => t.policies))].sort();
-  const ipSets = [...build.sets.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
   const diagnostics = policies.flatMap((key) => index.policies.get(key)!.diagnostics.map((message) => ({ policy: key, message })));
   const node = index.nodes.get(nodeName);
   const podCIDRs = node?.spec?.podCIDRs?.length ? node.spec.podCIDRs : node?.spec?.podCIDR ? [node.spec.podCIDR] : [];
-  const body = {
+  const fixed = { podCIDRs: podCIDRs.filter((c) => !c.includes(':')), policies, targets, diagnostics };
+  return {
     nodeName,
-    podCIDRs: podCIDRs.filter((c) => !c.includes(':')),
+    ...fixed,
+    localSets: [...build.localSets.values()],
+    sharedSets: [...build.sharedSets],
+    digest: contentHash(JSON.stringify(fixed)),
+  };
+}
+
+/** Fills in the current members of cluster-wide sets, counts and the content hash. */
+export function assembleSpec(structure: NodeStructure, membership: SetMembership): CompiledPolicySetSpec {
+  const shared = structure.sharedSets.map((id) => {
+    const def = membership.definition(id)!;
+    return { name: id, kind: setKind(def), origin: setOrigin(def), members: membership.members(id) };
+  });
+  const ipSets = [...structure.localSets, ...shared].sort((a, b) => (a.name < b.name ? -1 : 1));
+  const { targets, policies } = structure;
+  const body = {
+    podCIDRs: structure.podCIDRs,
     policies,
     ipSets,
     targets,
-    diagnostics,
+    diagnostics: structure.diagnostics,
     counts: {
       policies: policies.length,
       rules: targets.reduce((n, t) => n + (t.ingress?.rules.length ?? 0) + (t.egress?.rules.length ?? 0), 0),
@@ -42,8 +77,19 @@ export function compileNode(nodeName: string, index: ClusterIndex, membership: S
       pods: targets.reduce((n, t) => n + t.pods.length, 0),
     },
   };
-  const { nodeName: _n, ...hashed } = body;
-  return { nodeName, contentHash: contentHash(JSON.stringify(hashed)), ...hashed };
+  // Equal to a hash of the whole body: the structure and each member list enter through their own digests.
+  const setDigests = ipSets.map((set) => [set.name, set.kind, set.origin, membersDigest(set.members)]);
+  const hash = contentHash(JSON.stringify([structure.digest, setDigests, body.counts]));
+  return { nodeName: structure.nodeName, contentHash: hash, ...body };
+}
+
+// Member lists are shared, immutable arrays (cached per set), so their digest is computed once.
+const digests = new WeakMap<string[], string>();
+
+function membersDigest(members: string[]): string {
+  let d = digests.get(members);
+  if (d === undefined) digests.set(members, (d = contentHash(members.join('\n'))));
+  return d;
 }
 
 interface PodGroup { policies: NormPolicy[]; pods: Array<{ key: string; ip: string; pod: V1Pod }> }
@@ -54,10 +100,7 @@ function groupLocalPods(nodeName: string, index: ClusterIndex): Map<string, PodG
   for (const pod of index.podsOnNode(nodeName)) {
     const ip = podAddress(pod);
     if (!ip) continue;
-    const namespace = pod.metadata?.namespace ?? 'default';
-    const selecting = index.policiesInNamespace(namespace)
-      .filter((p) => !p.podSelector || matchesSelector(p.podSelector, pod.metadata?.labels))
-      .sort((a, b) => (a.key < b.key ? -1 : 1));
+    const selecting = index.policiesSelecting(pod);
     if (selecting.length === 0) continue; // not isolated in either direction: nothing to enforce
     const groupKey = selecting.map((p) => p.key).join('\n');
     let g = groups.get(groupKey);
@@ -76,67 +119,96 @@ function compileTarget(policies: NormPolicy[], pods: PodGroup['pods'], build: No
   for (const direction of ['ingress', 'egress'] as const) {
     const isolating = policies.filter((p) => p[direction] !== undefined);
     if (isolating.length === 0) continue;
-    const rules = isolating.flatMap((p) => p[direction]!.map((r) => compileRule(p.key, direction, r, { podSet, pods }, build)));
+    const rules = isolating.flatMap((p) => {
+      const compiled = policyRules(p, direction, podSet);
+      for (const def of compiled.defs) {
+        build.membership.register(def);
+        build.sharedSets.add(def.id);
+      }
+      for (const named of compiled.namedIngress) addSet(build, ingressNamedPortSet(named, pods));
+      return compiled.rules;
+    });
     target[direction] = { rules };
   }
   return target;
 }
 
-interface RuleTarget { podSet: string; pods: PodGroup['pods'] }
+/** One policy's rules for one group of local pods: independent of which pods are in the group. */
+interface PolicyRules {
+  rules: Rule[];
+  /** Cluster-wide sets the rules reference (registered again on every use: unused ones are dropped). */
+  defs: SetDef[];
+  /** Named ports resolved on the group's own pods. */
+  namedIngress: NamedIngress[];
+}
 
-function compileRule(policy: string, direction: Direction, rule: NormRule, target: RuleTarget, build: NodeBuild): Rule {
+interface NamedIngress { set: string; name: string; protocol: Protocol }
+
+// Rebuilding a node's structure after a pod change must not recompile every rule of every policy:
+// rules are cached per normalized policy object (a new object on every policy change).
+const ruleCache = new WeakMap<NormPolicy, Map<string, PolicyRules>>();
+
+function policyRules(policy: NormPolicy, direction: Direction, podSet: string): PolicyRules {
+  let byTarget = ruleCache.get(policy);
+  if (!byTarget) ruleCache.set(policy, (byTarget = new Map()));
+  const cacheKey = `${direction}/${podSet}`;
+  let compiled = byTarget.get(cacheKey);
+  if (!compiled) {
+    compiled = { rules: [], defs: [], namedIngress: [] };
+    for (const rule of policy[direction]!) compiled.rules.push(compileRule(policy.key, direction, rule, podSet, compiled));
+    byTarget.set(cacheKey, compiled);
+  }
+  return compiled;
+}
+
+function compileRule(policy: string, direction: Direction, rule: NormRule, podSet: string, out: PolicyRules): Rule {
   const peers = rule.peers.map((peer) => {
-    build.membership.register({ kind: 'peer', id: peer.id, peer });
-    return addRegisteredSet(build, peer.id);
+    out.defs.push({ kind: 'peer', id: peer.id, peer });
+    return peer.id;
   });
   return {
-    id: stableId('r', target.podSet, direction, policy, String(rule.index)),
+    id: stableId('r', podSet, direction, policy, String(rule.index)),
     policy,
     index: rule.index,
     anyPeer: rule.anyPeer,
     peers: [...new Set(peers)].sort(),
     anyPort: rule.anyPort,
-    ports: rule.ports.map((port) => compilePort(direction, rule, port, target, build)),
+    ports: rule.ports.map((port) => compilePort(direction, rule, port, podSet, out)),
   };
 }
 
-function compilePort(direction: Direction, rule: NormRule, port: NormPort, target: RuleTarget, build: NodeBuild): PortMatch {
+function compilePort(direction: Direction, rule: NormRule, port: NormPort, podSet: string, out: PolicyRules): PortMatch {
   if (port.name === undefined) {
-    const out: PortMatch = { protocol: port.protocol };
-    if (port.port !== undefined) out.port = port.port;
-    if (port.endPort !== undefined) out.endPort = port.endPort;
-    return out;
+    const match: PortMatch = { protocol: port.protocol };
+    if (port.port !== undefined) match.port = port.port;
+    if (port.endPort !== undefined) match.endPort = port.endPort;
+    return match;
   }
   if (direction === 'ingress') {
     // Ingress named ports resolve on the local destination pods of this target.
-    const name = stableId('n', 'ingress', port.name, port.protocol, target.podSet);
-    const members = target.pods.flatMap(({ ip, pod }) => {
-      const n = resolveNamedPort(pod, port.name!, port.protocol);
-      return n === undefined ? [] : [ipPortEntry(ip, port.protocol, n)];
-    });
-    addSet(build, { name, kind: 'ipPort', origin: `port "${port.name}"/${port.protocol} of the local pods selected`, members: sortEntries(members) });
-    return { protocol: port.protocol, namedPortSet: name };
+    const set = stableId('n', 'ingress', port.name, port.protocol, podSet);
+    out.namedIngress.push({ set, name: port.name, protocol: port.protocol });
+    return { protocol: port.protocol, namedPortSet: set };
   }
   // Egress named ports resolve on the remote pods the rule's peers admit.
   const peerIds = rule.anyPeer ? ['*'] : rule.peers.map((p) => p.id).sort();
   const id = stableId('n', 'egress', port.name, port.protocol, ...peerIds);
   const peersText = rule.anyPeer ? 'any pod' : rule.peers.map((p) => p.origin).join(' or ');
-  build.membership.register({
+  out.defs.push({
     kind: 'egressNamedPort', id, name: port.name, protocol: port.protocol, anyPeer: rule.anyPeer, peers: rule.peers,
     origin: `port "${port.name}"/${port.protocol} of ${peersText}`,
   });
-  addRegisteredSet(build, id);
   return { protocol: port.protocol, namedPortSet: id };
 }
 
-function addRegisteredSet(build: NodeBuild, id: string): string {
-  if (!build.sets.has(id)) {
-    const def = build.membership.definition(id)!;
-    addSet(build, { name: id, kind: setKind(def), origin: setOrigin(def), members: build.membership.members(id) });
-  }
-  return id;
+function ingressNamedPortSet(named: NamedIngress, pods: PodGroup['pods']): IPSet {
+  const members = pods.flatMap(({ ip, pod }) => {
+    const n = resolveNamedPort(pod, named.name, named.protocol);
+    return n === undefined ? [] : [ipPortEntry(ip, named.protocol, n)];
+  });
+  return { name: named.set, kind: 'ipPort', origin: `port "${named.name}"/${named.protocol} of the local pods selected`, members: sortEntries(members) };
 }
 
 function addSet(build: NodeBuild, set: IPSet): void {
-  build.sets.set(set.name, set);
+  build.localSets.set(set.name, set);
 }

@@ -4,7 +4,7 @@ import type { CompiledPolicySetSpec } from '../../crds/types.ts';
 import type { ClusterSnapshot, V1Namespace, V1NetworkPolicy, V1Node, V1Pod } from '../../model/cluster.ts';
 import { objectKey, podAddress } from '../../model/cluster.ts';
 import { ClusterIndex } from './cluster-index.ts';
-import { compileNode } from './compile-node.ts';
+import { assembleSpec, buildNodeStructure, type NodeStructure } from './compile-node.ts';
 import { SetMembership } from './members.ts';
 import { normalizePolicy } from './policy.ts';
 
@@ -23,6 +23,9 @@ export class PolicyCompiler {
   private readonly specs = new Map<string, CompiledPolicySetSpec>();
   private readonly setNodes = new Map<string, Set<string>>();
   private readonly nodeSets = new Map<string, string[]>();
+  private readonly structures = new Map<string, NodeStructure>();
+  /** Nodes whose local pods, policies or node object changed: their structure must be rebuilt. */
+  private readonly structureDirty = new Set<string>();
 
   static compile(snapshot: ClusterSnapshot): Map<string, CompiledPolicySetSpec> {
     const compiler = new PolicyCompiler();
@@ -80,8 +83,14 @@ export class PolicyCompiler {
         if (before) changed.set(node, undefined);
         continue;
       }
-      const after = compileNode(node, this.index, this.membership);
-      this.trackSets(node, after);
+      let structure = this.structures.get(node);
+      if (!structure || this.structureDirty.has(node)) {
+        structure = buildNodeStructure(node, this.index, this.membership);
+        this.structures.set(node, structure);
+        this.trackSets(node, structure.sharedSets);
+        this.structureDirty.delete(node);
+      }
+      const after = assembleSpec(structure, this.membership);
       if (before?.contentHash !== after.contentHash) changed.set(node, after);
       this.specs.set(node, after);
     }
@@ -102,7 +111,7 @@ export class PolicyCompiler {
     const after = type === 'delete' ? undefined : pod;
     if (fingerprint(before) === fingerprint(after)) return new Set();
     const dirty = this.nodesUsing(this.membership.invalidatePod(before, after));
-    for (const p of [before, after]) if (p?.spec?.nodeName) dirty.add(p.spec.nodeName);
+    for (const p of [before, after]) if (p?.spec?.nodeName) this.markStructure(dirty, p.spec.nodeName);
     return dirty;
   }
 
@@ -110,14 +119,22 @@ export class PolicyCompiler {
     const name = node.metadata!.name!;
     if (type === 'delete') this.index.nodes.delete(name);
     else this.index.nodes.set(name, node);
-    return new Set([name]);
+    return this.markStructure(new Set(), name);
   }
 
   private applyPolicy(type: string, policy: V1NetworkPolicy): Set<string> {
     const normalized = normalizePolicy(policy);
     if (type === 'delete') this.index.deletePolicy(normalized.key);
     else this.index.setPolicy(normalized);
-    return this.index.nodesWithPodsIn(normalized.namespace);
+    const dirty = new Set<string>();
+    for (const node of this.index.nodesWithPodsIn(normalized.namespace)) this.markStructure(dirty, node);
+    return dirty;
+  }
+
+  private markStructure(dirty: Set<string>, node: string): Set<string> {
+    this.structureDirty.add(node);
+    dirty.add(node);
+    return dirty;
   }
 
   private nodesUsing(setIds: string[]): Set<string> {
@@ -126,9 +143,8 @@ export class PolicyCompiler {
     return out;
   }
 
-  private trackSets(node: string, spec: CompiledPolicySetSpec): void {
-    this.forgetNode(node);
-    const ids = spec.ipSets.map((s) => s.name).filter((id) => this.membership.definition(id));
+  private trackSets(node: string, ids: string[]): void {
+    this.forgetSets(node);
     this.nodeSets.set(node, ids);
     for (const id of ids) {
       let s = this.setNodes.get(id);
@@ -138,13 +154,19 @@ export class PolicyCompiler {
   }
 
   private forgetNode(node: string): void {
+    this.forgetSets(node);
+    this.specs.delete(node);
+    this.structures.delete(node);
+    this.structureDirty.delete(node);
+  }
+
+  private forgetSets(node: string): void {
     for (const id of this.nodeSets.get(node) ?? []) {
       const s = this.setNodes.get(id);
       s?.delete(node);
       if (s?.size === 0) this.setNodes.delete(id);
     }
     this.nodeSets.delete(node);
-    this.specs.delete(node);
   }
 }
 

@@ -7,9 +7,13 @@ const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
 export function parseIPv4(text: string): number | undefined {
   const m = IPV4.exec(text);
   if (!m) return undefined;
-  const octets = m.slice(1, 5).map(Number);
-  if (octets.some((o) => o > 255)) return undefined;
-  return ((octets[0] * 256 + octets[1]) * 256 + octets[2]) * 256 + octets[3];
+  let n = 0;
+  for (let i = 1; i <= 4; i++) {
+    const octet = Number(m[i]);
+    if (octet > 255) return undefined;
+    n = n * 256 + octet;
+  }
+  return n;
 }
 
 export function formatIPv4(n: number): string {

@@ -128,8 +128,10 @@ function candidatePods(peer: PodPeer, index: ClusterIndex): V1Pod[] {
 /** Numeric address order, so outputs read naturally and never depend on input order. */
 export function sortEntries(entries: string[]): string[] {
   const keyOf = (e: string) => {
-    const [addr, rest = ''] = e.split(/[/,]/, 2);
-    return { n: parseIPv4(addr) ?? 0, rest };
+    let cut = e.indexOf('/');
+    if (cut < 0) cut = e.indexOf(',');
+    if (cut < 0) cut = e.length;
+    return { n: parseIPv4(e.slice(0, cut)) ?? 0, rest: e.slice(cut) };
   };
   const keyed = entries.map((e) => ({ e, k: keyOf(e) }));
   keyed.sort((a, b) => a.k.n - b.k.n || (a.k.rest < b.k.rest ? -1 : a.k.rest > b.k.rest ? 1 : 0) || (a.e < b.e ? -1 : a.e > b.e ? 1 : 0));

@@ -14,22 +14,33 @@ export function selectorProblem(selector: V1LabelSelector): string | undefined {
   return undefined;
 }
 
+type Matcher = (labels: Record<string, string>) => boolean;
+const compiled = new WeakMap<V1LabelSelector, Matcher>();
+
 export function matchesSelector(selector: V1LabelSelector, labels: Labels): boolean {
-  const l = labels ?? {};
-  for (const [k, v] of Object.entries(selector.matchLabels ?? {})) {
-    if (l[k] !== v) return false;
-  }
-  for (const e of selector.matchExpressions ?? []) {
-    const has = Object.hasOwn(l, e.key);
-    switch (e.operator) {
-      case 'In': if (!has || !e.values?.includes(l[e.key])) return false; break;
-      case 'NotIn': if (has && e.values?.includes(l[e.key])) return false; break;
-      case 'Exists': if (!has) return false; break;
-      case 'DoesNotExist': if (has) return false; break;
-      default: return false;
+  let m = compiled.get(selector);
+  if (!m) compiled.set(selector, (m = compileSelector(selector)));
+  return m(labels ?? {});
+}
+
+// Selectors are matched millions of times in a full compile: turn each into plain arrays once.
+function compileSelector(selector: V1LabelSelector): Matcher {
+  const equal = Object.entries(selector.matchLabels ?? {});
+  const exprs = (selector.matchExpressions ?? []).map((e) => ({ key: e.key, op: e.operator, values: new Set(e.values ?? []) }));
+  return (l) => {
+    for (const [k, v] of equal) if (l[k] !== v) return false;
+    for (const e of exprs) {
+      const has = Object.hasOwn(l, e.key);
+      switch (e.op) {
+        case 'In': if (!has || !e.values.has(l[e.key])) return false; break;
+        case 'NotIn': if (has && e.values.has(l[e.key])) return false; break;
+        case 'Exists': if (!has) return false; break;
+        case 'DoesNotExist': if (has) return false; break;
+        default: return false;
+      }
     }
-  }
-  return true;
+    return true;
+  };
 }
 
 /** Canonical form: equal selectors give equal strings, whatever the order of their terms. */

@@ -41,12 +41,12 @@ const peer: fc.Arbitrary<V1NetworkPolicyPeer> = fc.oneof(
 
 const protocol = fc.constantFrom<Protocol | undefined>(undefined, 'TCP', 'UDP', 'SCTP');
 
-const port: fc.Arbitrary<V1NetworkPolicyPort> = fc.oneof(
+const port: fc.Arbitrary<V1NetworkPolicyPort> = fc.oneof<fc.Arbitrary<V1NetworkPolicyPort>[]>(
   fc.record({ protocol }, { requiredKeys: [] }),
   fc.record({ protocol, port: fc.constantFrom(53, 80, 81) }, { requiredKeys: ['port'] }),
   fc.record({ protocol, port: fc.constantFrom(53, 79, 80), endPort: fc.constantFrom(80, 81, 90) }, { requiredKeys: ['port', 'endPort'] }),
   fc.record({ protocol, port: fc.constantFrom('serve-80-tcp', 'serve-81-udp', 'http', 'missing') }, { requiredKeys: ['port'] }),
-).filter((p) => typeof p.port !== 'number' || p.endPort === undefined || p.endPort >= p.port);
+).filter((p: V1NetworkPolicyPort) => typeof p.port !== 'number' || p.endPort === undefined || p.endPort >= p.port);
 
 const rule = fc.record({ peers: fc.option(fc.array(peer, { maxLength: 3 }), { nil: undefined }), ports: fc.option(fc.array(port, { maxLength: 3 }), { nil: undefined }) }, { requiredKeys: [] });
 
@@ -75,7 +75,7 @@ const podPorts = fc.record({
 
 export const cluster: fc.Arbitrary<ClusterSnapshot> = fc.record({
   nsLabels: fc.tuple(...NAMESPACES.map(() => fc.dictionary(fc.constantFrom('team'), fc.constantFrom('blue', 'red'), { maxKeys: 1 }))),
-  pods: fc.array(fc.record({ namespace: fc.constantFrom('x', 'x', 'y', 'z'), labels, node: fc.constantFrom(...NODES), ports: podPorts, hostNetwork: fc.boolean({ trueWeight: 1, falseWeight: 9 } as never) }), { minLength: 1, maxLength: 6 }),
+  pods: fc.array(fc.record({ namespace: fc.constantFrom('x', 'x', 'y', 'z'), labels, node: fc.constantFrom(...NODES), ports: podPorts, hostNetwork: fc.integer({ min: 0, max: 9 }).map((n) => n === 0) }), { minLength: 1, maxLength: 6 }),
   policyCount: fc.integer({ min: 0, max: 5 }),
 }).chain(({ nsLabels, pods, policyCount }) =>
   fc.tuple(...Array.from({ length: policyCount }, (_, i) => policy(`p${i}`))).map((policies) => {
