@@ -54,6 +54,9 @@ export interface NodeOptions {
   ready?: boolean;
 }
 
+/** A JSON merge patch for pod.status (timestamps as RFC 3339 strings; null removes a field). */
+export type PodStatusPatch = Record<string, unknown>;
+
 export type LabelChanges = Record<string, string | null>;
 
 export interface Kubelet {
@@ -68,7 +71,7 @@ export interface Kubelet {
   /** Creates a Pod bound to `node`, then reports it (podIP, hostIP, phase) through pods/status. */
   createPod(spec: PodSpec): Promise<V1Pod>;
   /** Merge-patches pods/status, e.g. { phase: 'Succeeded' } or a new podIP. */
-  patchPodStatus(namespace: string, name: string, status: NonNullable<V1Pod['status']>): Promise<V1Pod>;
+  patchPodStatus(namespace: string, name: string, status: PodStatusPatch): Promise<V1Pod>;
   /**
    * Deletes a pod. gracePeriodSeconds 0 (default) removes it at once, as a kubelet confirming the
    * stop; a positive value leaves it Terminating (deletionTimestamp set) until deleted again with 0.
@@ -109,16 +112,21 @@ function defaultNodeIP(name: string): string {
   return `172.18.${h[0]}.${(h[1] % 253) + 1}`;
 }
 
-function podReport(spec: PodSpec, podIP: string | undefined, hostIP: string, now: string): NonNullable<V1Pod['status']> {
+/** RFC 3339 without fractions, as Kubernetes writes timestamps. */
+function timestamp(): string {
+  return new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+}
+
+function podReport(spec: PodSpec, podIP: string | undefined, hostIP: string, now: string): PodStatusPatch {
   const phase = spec.phase ?? 'Running';
   const running = phase === 'Running';
-  const condition = (type: string, status: boolean) => ({ type, status: status ? 'True' : 'False', lastTransitionTime: now as unknown as Date });
+  const condition = (type: string, status: boolean) => ({ type, status: status ? 'True' : 'False', lastTransitionTime: now });
   return {
     phase,
     hostIP,
     hostIPs: [{ ip: hostIP }],
     ...(podIP ? { podIP, podIPs: [{ ip: podIP }] } : {}),
-    startTime: now as unknown as Date,
+    startTime: now,
     conditions: [
       condition('PodScheduled', true),
       condition('Initialized', true),
@@ -217,7 +225,7 @@ export function kubelet(kc: KubeConfig): Kubelet {
       const internalIP = opts.internalIP ?? defaultNodeIP(name);
       const labels = { 'kubernetes.io/hostname': name, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64', ...opts.labels };
       await core.createNode({ body: { metadata: { name, labels }, spec: { podCIDR, podCIDRs: [podCIDR] } } });
-      const now = new Date().toISOString() as unknown as Date;
+      const now = timestamp();
       const ready = opts.ready ?? true;
       return core.patchNodeStatus(
         {
@@ -301,8 +309,7 @@ export function kubelet(kc: KubeConfig): Kubelet {
           },
         },
       });
-      const now = new Date().toISOString();
-      return self.patchPodStatus(spec.namespace, spec.name, podReport(spec, podIP, hostIP, now));
+      return self.patchPodStatus(spec.namespace, spec.name, podReport(spec, podIP, hostIP, timestamp()));
     },
 
     patchPodStatus(namespace, name, status) {
