@@ -199,6 +199,10 @@ export function kubelet(kc: KubeConfig): Kubelet {
         const res = await raw('DELETE', path.replace('{ns}', encodeURIComponent(name)), deleteOptions);
         if (res.status >= 300 && ![404, 405].includes(res.status)) throw new Error(`DELETE ${path} in ${name}: ${res.status} ${res.body}`);
       }
+      // deletecollection leaves pods that were already Terminating alone: confirm those one by one.
+      for (const pod of (await core.listNamespacedPod({ namespace: name })).items) {
+        if (pod.metadata?.name) await self.deletePod(name, pod.metadata.name);
+      }
       try {
         const ns = await core.readNamespace({ name });
         await core.replaceNamespaceFinalize({ name, body: { ...ns, spec: { ...ns.spec, finalizers: [] } } });

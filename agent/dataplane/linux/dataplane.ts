@@ -1,0 +1,149 @@
+// Applies CompiledPolicySet specs to the kernel: reads the live state, plans the smallest safe
+// change, applies it with restore transactions, and rolls back what it did if a step fails.
+import type { CompiledPolicySetSpec } from '../../../crds/types.ts';
+import { detectIptables, type IptablesTools } from './backend.ts';
+import { forwardJumpIndex, parseIpsetSave, parseIptablesSave, type KernelState } from './kernel-state.ts';
+import { CHAIN_FORWARD, FORWARD_JUMP, PREFIX } from './names.ts';
+import { planApply, renderIptablesRestore, type Plan } from './plan.ts';
+import { runChecked, type KernelRunner } from './runner.ts';
+
+export type HookPosition = 'after-kube-services' | 'first';
+
+export interface LinuxDataplaneOptions {
+  runner: KernelRunner;
+  tools?: IptablesTools;
+  hookPosition?: HookPosition;
+  /** Waits between attempts to destroy a set the kernel still holds (tests shorten it). */
+  sleep?: (ms: number) => Promise<void>;
+}
+
+export interface ApplyOutcome {
+  kind: Plan['kind'];
+  counts: Plan['counts'];
+  ipsetMs: number;
+  iptablesMs: number;
+  /** Sets that could not be destroyed yet; retried on the next apply. */
+  leftoverSets: string[];
+}
+
+export class ApplyError extends Error {
+  readonly step: string;
+  constructor(step: string, cause: Error) {
+    super(`${step}: ${cause.message}`);
+    this.step = step;
+  }
+}
+
+export class LinuxDataplane {
+  private readonly runner: KernelRunner;
+  private readonly hookPosition: HookPosition;
+  private readonly sleep: (ms: number) => Promise<void>;
+  private tools?: IptablesTools;
+
+  constructor(opts: LinuxDataplaneOptions) {
+    this.runner = opts.runner;
+    this.tools = opts.tools;
+    this.hookPosition = opts.hookPosition ?? 'after-kube-services';
+    this.sleep = opts.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
+  }
+
+  async iptables(): Promise<IptablesTools> {
+    this.tools ??= await detectIptables(this.runner);
+    return this.tools;
+  }
+
+  async readKernel(): Promise<KernelState> {
+    const t = await this.iptables();
+    const [save, ipset] = await Promise.all([
+      runChecked(this.runner, t.save, ['-t', 'filter']),
+      runChecked(this.runner, 'ipset', ['save']),
+    ]);
+    return { ...parseIptablesSave(save), sets: parseIpsetSave(ipset) };
+  }
+
+  /** What applying would change now; empty when the kernel holds exactly the spec (drift check). */
+  async drift(spec: CompiledPolicySetSpec): Promise<string[]> {
+    const kernel = await this.readKernel();
+    const plan = planApply(spec, kernel);
+    const out: string[] = [];
+    if (!this.hookInPlace(kernel)) out.push('the FORWARD jump to FENCER-FORWARD is missing or misplaced');
+    if (plan.kind === 'rules') out.push('Fencer chains or set names differ from the spec');
+    if (plan.kind === 'members' && plan.ipset) out.push(`set members differ (${plan.ipset.split('\n').length - 1} changes)`);
+    return out;
+  }
+
+  async apply(spec: CompiledPolicySetSpec): Promise<ApplyOutcome> {
+    const t = await this.iptables();
+    const kernel = await this.readKernel();
+    const plan = planApply(spec, kernel);
+    const outcome: ApplyOutcome = { kind: plan.kind, counts: plan.counts, ipsetMs: 0, iptablesMs: 0, leftoverSets: [] };
+    let started = performance.now();
+    if (plan.ipset) await this.step('ipset restore', () => runChecked(this.runner, 'ipset', ['restore', ...(plan.kind === 'members' ? ['-exist'] : [])], plan.ipset), plan);
+    outcome.ipsetMs = performance.now() - started;
+    started = performance.now();
+    await this.step('FORWARD hook', () => this.ensureHook(kernel, t), plan);
+    if (plan.iptables) await this.step('iptables-restore', () => runChecked(this.runner, t.restore, ['-w', '--noflush'], plan.iptables), plan);
+    outcome.iptablesMs = performance.now() - started;
+    outcome.leftoverSets = await this.destroySets(plan.destroyAfter);
+    return outcome;
+  }
+
+  /** Removes every chain, jump and set Fencer owns, and nothing else. */
+  async cleanup(): Promise<void> {
+    const t = await this.iptables();
+    const kernel = await this.readKernel();
+    for (let i = 0; i < kernel.forward.filter((l) => l.includes(`-j ${CHAIN_FORWARD}`)).length; i++) {
+      await runChecked(this.runner, t.iptables, ['-w', '-D', 'FORWARD', ...FORWARD_JUMP]);
+    }
+    if (kernel.chains.size) await runChecked(this.runner, t.restore, ['-w', '--noflush'], renderIptablesRestore(new Map(), [...kernel.chains.keys()]));
+    const left = await this.destroySets([...kernel.sets.keys()].filter((n) => n.startsWith(PREFIX)));
+    if (left.length) throw new Error(`could not destroy sets still in use: ${left.join(', ')}`);
+  }
+
+  private async step(name: string, fn: () => Promise<unknown>, plan: Plan): Promise<void> {
+    try {
+      await fn();
+    } catch (e) {
+      // Undo this apply's set changes; the previous generation's rules never stopped being enforced.
+      if (plan.ipsetRollback) await this.runner.run('ipset', ['restore', '-exist'], plan.ipsetRollback);
+      throw new ApplyError(name, e as Error);
+    }
+  }
+
+  private hookInPlace(kernel: KernelState): boolean {
+    const at = forwardJumpIndex(kernel.forward);
+    if (at < 0 || !kernel.chains.has(CHAIN_FORWARD)) return false;
+    if (this.hookPosition === 'first') return at === 0;
+    const kubeServices = kernel.forward.findIndex((l) => l.includes('-j KUBE-SERVICES'));
+    return kubeServices < 0 || at === kubeServices + 1;
+  }
+
+  private async ensureHook(kernel: KernelState, t: IptablesTools): Promise<void> {
+    if (this.hookInPlace(kernel)) return;
+    if (!kernel.chains.has(CHAIN_FORWARD)) await runChecked(this.runner, t.iptables, ['-w', '-N', CHAIN_FORWARD]);
+    const at = forwardJumpIndex(kernel.forward);
+    const forward = [...kernel.forward];
+    if (at >= 0) {
+      await runChecked(this.runner, t.iptables, ['-w', '-D', 'FORWARD', ...FORWARD_JUMP]);
+      forward.splice(at, 1);
+    }
+    const kubeServices = forward.findIndex((l) => l.includes('-j KUBE-SERVICES'));
+    const position = this.hookPosition === 'first' || kubeServices < 0 ? 1 : kubeServices + 2;
+    await runChecked(this.runner, t.iptables, ['-w', '-I', 'FORWARD', String(position), ...FORWARD_JUMP]);
+  }
+
+  private async destroySets(names: string[]): Promise<string[]> {
+    const left: string[] = [];
+    for (const name of names) {
+      let ok = false;
+      // The kernel may hold a set briefly after the last rule using it is gone.
+      for (let attempt = 0; attempt < 5 && !ok; attempt++) {
+        const r = await this.runner.run('ipset', ['destroy', name]);
+        ok = r.exitCode === 0 || /does not exist/.test(r.stderr);
+        if (!ok) await this.sleep(20 * 2 ** attempt);
+      }
+      if (!ok) left.push(name);
+    }
+    return left;
+  }
+}

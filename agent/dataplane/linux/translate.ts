@@ -1,0 +1,96 @@
+// Pure translation of a CPS spec into the kernel state Fencer wants: ipsets by logical id and the
+// rule bodies of each Fencer chain, for a given choice of kernel set names.
+import type { CompiledPolicySetSpec, IPSetKind, PortMatch, Rule } from '../../../crds/types.ts';
+import { CHAIN_EGRESS, CHAIN_FORWARD, CHAIN_INGRESS, COMMENT_PREFIX, ruleHash, targetChain } from './names.ts';
+
+export type IpsetType = 'hash:ip' | 'hash:net' | 'hash:ip,port';
+
+export const IPSET_TYPES: Record<IPSetKind, IpsetType> = { ip: 'hash:ip', net: 'hash:net', ipPort: 'hash:ip,port' };
+
+export interface DesiredSet { id: string; type: IpsetType; members: string[] }
+
+/** Chain name → complete rule lines (`-A CHAIN …`) in order, each with its hash comment. */
+export type Chains = Map<string, string[]>;
+
+/** The sets the rules reference (pod groups are dispatched by address, so they need no set). */
+export function desiredSets(spec: CompiledPolicySetSpec): DesiredSet[] {
+  const referenced = new Set<string>();
+  for (const t of spec.targets) for (const dir of [t.ingress, t.egress]) for (const r of dir?.rules ?? []) {
+    for (const p of r.peers) referenced.add(p);
+    for (const port of r.ports) if (port.namedPortSet) referenced.add(port.namedPortSet);
+  }
+  return spec.ipSets
+    .filter((s) => referenced.has(s.name))
+    .map((s) => ({ id: s.name, type: IPSET_TYPES[s.kind], members: s.members.map((m) => kernelMember(s.kind, m)) }));
+}
+
+/** ipset prints host routes of hash:net sets without "/32"; compare in its own form. */
+export function kernelMember(kind: IPSetKind, member: string): string {
+  return kind === 'net' && member.endsWith('/32') ? member.slice(0, -3) : member;
+}
+
+export function desiredChains(spec: CompiledPolicySetSpec, setName: (id: string) => string): Chains {
+  const chains: Chains = new Map();
+  chains.set(CHAIN_FORWARD, []);
+  chains.set(CHAIN_EGRESS, []);
+  chains.set(CHAIN_INGRESS, []);
+  addJump(chains, CHAIN_FORWARD, '', CHAIN_EGRESS, 'egress');
+  addJump(chains, CHAIN_FORWARD, '', CHAIN_INGRESS, 'ingress');
+  for (const target of spec.targets) {
+    const members = spec.ipSets.find((s) => s.name === target.podSet)?.members ?? [];
+    for (const direction of ['egress', 'ingress'] as const) {
+      const rules = target[direction]?.rules;
+      if (!rules) continue;
+      const chain = targetChain(direction, target.podSet);
+      chains.set(chain, []);
+      const dispatch = direction === 'egress' ? CHAIN_EGRESS : CHAIN_INGRESS;
+      for (const ip of members) addJump(chains, dispatch, `${direction === 'egress' ? '-s' : '-d'} ${ip}/32`, chain, `${target.podSet} ${ip}`);
+      for (const rule of rules) for (const body of ruleBodies(rule, direction, setName)) addRule(chains, chain, body, rule.id, 'RETURN');
+      addRule(chains, chain, '', `default deny ${target.podSet}`, 'DROP');
+    }
+  }
+  return chains;
+}
+
+function addJump(chains: Chains, chain: string, match: string, to: string, label: string): void {
+  addRule(chains, chain, match, label, to);
+}
+
+function addRule(chains: Chains, chain: string, match: string, label: string, verdict: string): void {
+  const lines = chains.get(chain)!;
+  const body = `${match ? `${match} ` : ''}-j ${verdict}`;
+  const hash = ruleHash(chain, lines.length, body);
+  const matchPart = match ? `${match} ` : '';
+  lines.push(`-A ${chain} ${matchPart}-m comment --comment "${COMMENT_PREFIX}${hash} ${label}" -j ${verdict}`);
+}
+
+/** One line per (peer, port) combination; a rule whose peers or ports resolved to nothing has none. */
+function ruleBodies(rule: Rule, direction: 'ingress' | 'egress', setName: (id: string) => string): string[] {
+  const remote = direction === 'ingress' ? 'src' : 'dst';
+  const peers = rule.anyPeer ? [''] : rule.peers.map((id) => `-m set --match-set ${setName(id)} ${remote}`);
+  const ports = rule.anyPort ? [undefined] : rule.ports;
+  const out: string[] = [];
+  for (const port of ports) for (const peer of peers) out.push(joinMatches(port ? protocolPart(port) : '', peer, port ? portPart(port, setName) : ''));
+  return out;
+}
+
+function joinMatches(...parts: string[]): string {
+  return parts.filter((p) => p !== '').join(' ');
+}
+
+function protocolPart(p: PortMatch): string {
+  return `-p ${p.protocol.toLowerCase()}`;
+}
+
+function portPart(p: PortMatch, setName: (id: string) => string): string {
+  if (p.namedPortSet) return `-m set --match-set ${setName(p.namedPortSet)} dst,dst`;
+  if (p.port === undefined) return '';
+  const proto = p.protocol.toLowerCase();
+  return `-m ${proto} --dport ${p.endPort !== undefined ? `${p.port}:${p.endPort}` : p.port}`;
+}
+
+/** The hash ids of a chain's lines, in order: what read-back compares. */
+export function chainHashes(lines: string[]): string[] {
+  return lines.map((l) => /--comment "?fencer:([0-9a-f]{16})/.exec(l)?.[1] ?? '?');
+}
+
