@@ -24,6 +24,11 @@ export interface IPSet {
   /** Readable description, e.g. "pods with app=db in namespaces with team=a". */
   origin: string;
   members: string[];
+  /**
+   * When a node's spec would exceed the object size budget, the operator moves large member lists
+   * here: base64 of the gzip of the members joined by newlines (`members` is then empty).
+   */
+  membersGzip?: string;
 }
 
 export interface PortMatch {
