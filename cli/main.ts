@@ -3,6 +3,7 @@
 import { Command } from 'commander';
 import { matrixCommand } from './matrix.ts';
 import { compileCommand } from './compile.ts';
+import { registerAgentCommand } from './agent.ts';
 
 const program = new Command('fencer').description('Kubernetes NetworkPolicy manager').showHelpAfterError();
 
@@ -17,5 +18,7 @@ program.command('compile')
   .requiredOption('-f, --filename <paths...>', 'manifest files or directories')
   .option('--node <name>', 'print only this node')
   .action((opts: { filename: string[]; node?: string }) => { process.exitCode = compileCommand(opts.filename, opts.node); });
+
+registerAgentCommand(program);
 
 await program.parseAsync();

@@ -1,6 +1,7 @@
 // Applies CompiledPolicySet specs to the kernel: reads the live state, plans the smallest safe
 // change, applies it with restore transactions, and rolls back what it did if a step fails.
 import type { CompiledPolicySetSpec } from '../../../crds/types.ts';
+import type { Dataplane } from '../dataplane.ts';
 import { detectIptables, type IptablesTools } from './backend.ts';
 import { forwardJumpIndex, parseIpsetSave, parseIptablesSave, type KernelState } from './kernel-state.ts';
 import { CHAIN_FORWARD, FORWARD_JUMP, PREFIX } from './names.ts';
@@ -34,7 +35,7 @@ export class ApplyError extends Error {
   }
 }
 
-export class LinuxDataplane {
+export class LinuxDataplane implements Dataplane {
   private readonly runner: KernelRunner;
   private readonly hookPosition: HookPosition;
   private readonly sleep: (ms: number) => Promise<void>;

@@ -1,0 +1,44 @@
+// The agent's only API traffic: watch its own CompiledPolicySet (a field selector on the name) and
+// write that object's status. It needs no pods, namespaces or policies.
+import { ApiException, CustomObjectsApi, KubeConfig, type KubernetesListObject } from '@kubernetes/client-node';
+import { CPS_GROUP, CPS_PLURAL, CPS_VERSION, type CompiledPolicySet, type CompiledPolicySetStatus } from '../crds/types.ts';
+import { ResilientInformer } from '../runtime/informer.ts';
+import type { Logger } from '../runtime/log.ts';
+import type { StatusWriter } from './node-agent.ts';
+
+const api = { group: CPS_GROUP, version: CPS_VERSION, plural: CPS_PLURAL };
+
+export function ownCpsInformer(kc: KubeConfig, nodeName: string, log: Logger, relistMs = 300_000): ResilientInformer<CompiledPolicySet> {
+  const custom = kc.makeApiClient(CustomObjectsApi);
+  const fieldSelector = `metadata.name=${nodeName}`;
+  return new ResilientInformer<CompiledPolicySet>({
+    name: 'compiledpolicyset',
+    kc,
+    path: `/apis/${CPS_GROUP}/${CPS_VERSION}/${CPS_PLURAL}`,
+    list: async () => (await custom.listClusterCustomObject({ ...api, fieldSelector })) as KubernetesListObject<CompiledPolicySet>,
+    fieldSelector,
+    relistMs,
+    log,
+  });
+}
+
+/** Writes status with the object's resourceVersion (update verb only); re-reads and retries on 409. */
+export class CpsStatusWriter implements StatusWriter {
+  private readonly custom: CustomObjectsApi;
+
+  constructor(kc: KubeConfig) {
+    this.custom = kc.makeApiClient(CustomObjectsApi);
+  }
+
+  async writeStatus(name: string, status: CompiledPolicySetStatus): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      const current = (await this.custom.getClusterCustomObject({ ...api, name })) as CompiledPolicySet;
+      try {
+        await this.custom.replaceClusterCustomObjectStatus({ ...api, name, body: { ...current, status } });
+        return;
+      } catch (e) {
+        if (!(e instanceof ApiException) || e.code !== 409 || attempt >= 4) throw e;
+      }
+    }
+  }
+}

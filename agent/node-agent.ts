@@ -1,0 +1,199 @@
+// The agent's loop: take the node's latest CompiledPolicySet, validate it whole, apply it, report.
+// One sync at a time; failures retry with back-off; a drift check re-applies what someone removed.
+import { expandSpec } from '../crds/codec.ts';
+import type { CompiledPolicySet, CompiledPolicySetSpec, CompiledPolicySetStatus } from '../crds/types.ts';
+import { Backoff } from '../runtime/backoff.ts';
+import type { Logger } from '../runtime/log.ts';
+import type { Dataplane } from './dataplane/dataplane.ts';
+import type { AgentMetrics } from './metrics.ts';
+import { buildStatus, sameStatus, type AgentReport, type Enforced } from './status.ts';
+import { validateCps, validateSpec, DEFAULT_LIMITS, type ValidationLimits } from './validate.ts';
+
+export interface StatusWriter {
+  writeStatus(name: string, status: CompiledPolicySetStatus): Promise<void>;
+}
+
+export interface NodeAgentOptions {
+  nodeName: string;
+  agentName: string;
+  dataplane: Dataplane;
+  statusWriter: StatusWriter;
+  metrics: AgentMetrics;
+  log: Logger;
+  driftIntervalMs?: number;
+  limits?: ValidationLimits;
+}
+
+export class NodeAgent {
+  private readonly opts: NodeAgentOptions;
+  private readonly backoff = new Backoff(500, 30000);
+  private latest?: CompiledPolicySet;
+  private receivedAt = 0;
+  private enforced?: Enforced & { spec: CompiledPolicySetSpec };
+  private problem?: AgentReport['problem'];
+  private lastStatus?: CompiledPolicySetStatus;
+  private lastStatusFor?: number;
+  private running?: Promise<void>;
+  private again = false;
+  private retryTimer?: NodeJS.Timeout;
+  private driftTimer?: NodeJS.Timeout;
+  private stopped = false;
+
+  constructor(opts: NodeAgentOptions) {
+    this.opts = opts;
+  }
+
+  /** The generation enforced now, if any. */
+  enforcedGeneration(): number | undefined {
+    return this.enforced?.generation;
+  }
+
+  healthy(): boolean {
+    return !this.problem;
+  }
+
+  start(): void {
+    const every = this.opts.driftIntervalMs ?? 10000;
+    if (every > 0) this.driftTimer = setInterval(() => void this.checkDrift(), every);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.driftTimer);
+    clearTimeout(this.retryTimer);
+    await this.running;
+  }
+
+  /** A new version of the node's CompiledPolicySet (undefined: deleted; the last good state stays). */
+  offer(cps: CompiledPolicySet | undefined): Promise<void> {
+    if (cps && cps.metadata.generation !== this.latest?.metadata.generation) this.receivedAt = performance.now();
+    this.latest = cps;
+    return this.kick();
+  }
+
+  /** Runs a sync now, or right after the one in progress. */
+  kick(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = (async () => {
+      do {
+        this.again = false;
+        await this.sync();
+      } while (this.again && !this.stopped);
+      this.running = undefined;
+    })();
+    return this.running;
+  }
+
+  private async sync(): Promise<void> {
+    const cps = this.latest;
+    if (!cps) return;
+    const { metrics, log } = this.opts;
+    const errors = validateCps(cps, this.opts.nodeName, this.opts.limits ?? DEFAULT_LIMITS);
+    let spec: CompiledPolicySetSpec | undefined;
+    if (errors.length === 0) {
+      try {
+        spec = expandSpec(cps.spec);
+        errors.push(...validateSpec(spec, this.opts.nodeName, this.opts.limits ?? DEFAULT_LIMITS));
+      } catch (e) {
+        errors.push(`spec.ipSets: cannot expand compressed members: ${(e as Error).message}`);
+      }
+    }
+    if (errors.length) {
+      metrics.applies.inc({ result: 'invalid' });
+      log.error({ generation: cps.metadata.generation, errors }, 'CompiledPolicySet rejected; keeping the last good state');
+      this.problem = { reason: 'Invalid', message: `rejected, the last good state stays enforced: ${errors.join('; ')}` };
+      await this.reassertLastGood();
+      await this.report(cps);
+      return;
+    }
+    await this.applySpec(cps, spec!);
+  }
+
+  private async applySpec(cps: CompiledPolicySet, spec: CompiledPolicySetSpec): Promise<void> {
+    const { metrics, log, dataplane } = this.opts;
+    const started = performance.now();
+    try {
+      const outcome = await dataplane.apply(spec);
+      const seconds = (performance.now() - started) / 1000;
+      metrics.applySeconds.observe({ kind: outcome.kind, result: 'ok' }, seconds);
+      metrics.applies.inc({ result: outcome.kind });
+      metrics.addPolicyExecTime.observe({ had_error: 'false' }, seconds * 1000);
+      if (outcome.kind !== 'noop') {
+        metrics.addIpsetExecTime.observe(outcome.ipsetMs);
+        metrics.addIptablesRuleExecTime.observe(outcome.iptablesMs);
+      }
+      const isNew = this.enforced?.generation !== cps.metadata.generation;
+      this.enforced = {
+        generation: cps.metadata.generation ?? 0, hash: spec.contentHash, at: new Date().toISOString(), spec,
+        counts: { iptablesRules: outcome.counts.rules, ipsets: outcome.counts.sets, ipsetEntries: outcome.counts.entries },
+      };
+      if (isNew && this.receivedAt) metrics.receivedToEnforced.observe((performance.now() - this.receivedAt) / 1000);
+      this.updateGauges(spec, outcome.counts);
+      this.problem = undefined;
+      this.backoff.reset();
+      if (outcome.kind !== 'noop') log.info({ generation: cps.metadata.generation, kind: outcome.kind, ms: Math.round(seconds * 1000), counts: outcome.counts }, 'applied');
+    } catch (e) {
+      const message = (e as Error).message;
+      metrics.applies.inc({ result: 'failed' });
+      metrics.addPolicyExecTime.observe({ had_error: 'true' }, performance.now() - started);
+      if (/iptables-restore/.test(message)) metrics.iptablesRestoreFailures.inc();
+      this.problem = { reason: 'ApplyFailed', message };
+      const delay = this.backoff.next();
+      log.error({ generation: cps.metadata.generation, err: message, retryMs: Math.round(delay), failures: this.backoff.failures }, 'apply failed; previous state kept');
+      clearTimeout(this.retryTimer);
+      this.retryTimer = setTimeout(() => void this.kick(), delay);
+    }
+    await this.report(cps);
+  }
+
+  /** Re-applies the last good spec (a no-op unless the kernel drifted), e.g. while the latest is invalid. */
+  private async reassertLastGood(): Promise<void> {
+    if (!this.enforced) return;
+    try {
+      await this.opts.dataplane.apply(this.enforced.spec);
+    } catch (e) {
+      this.opts.log.error({ err: (e as Error).message }, 'could not re-apply the last good state');
+    }
+  }
+
+  private updateGauges(spec: CompiledPolicySetSpec, counts: { rules: number; sets: number; entries: number }): void {
+    const m = this.opts.metrics;
+    m.numPolicies.set(spec.counts.policies);
+    m.numIptablesRules.set(counts.rules);
+    m.numIpsets.set(counts.sets);
+    m.numIpsetEntries.set(counts.entries);
+    m.enforcedGeneration.set(this.enforced?.generation ?? 0);
+    m.ipsetCounts.reset();
+    for (const s of spec.ipSets) m.ipsetCounts.set({ set_name: s.origin.slice(0, 120), set_hash: s.name }, s.members.length);
+  }
+
+  private async report(cps: CompiledPolicySet): Promise<void> {
+    const status = buildStatus(cps, { agent: this.opts.agentName, enforced: this.enforced, problem: this.problem }, this.lastStatus ?? cps.status, new Date().toISOString());
+    if (sameStatus(this.lastStatus, status) && this.lastStatusFor === cps.metadata.generation) return;
+    try {
+      await this.opts.statusWriter.writeStatus(cps.metadata.name, status);
+      this.lastStatus = status;
+      this.lastStatusFor = cps.metadata.generation;
+    } catch (e) {
+      this.opts.log.warn({ err: (e as Error).message }, 'status write failed; will retry on the next sync');
+    }
+  }
+
+  private async checkDrift(): Promise<void> {
+    const enforced = this.enforced;
+    if (!enforced || this.running || this.stopped) return;
+    try {
+      const differences = await this.opts.dataplane.drift(enforced.spec);
+      if (differences.length === 0) return;
+      this.opts.metrics.driftRepairs.inc();
+      this.opts.log.warn({ differences }, 'kernel state drifted from the enforced spec; repairing');
+      await this.kick();
+    } catch (e) {
+      this.opts.log.warn({ err: (e as Error).message }, 'drift check failed');
+    }
+  }
+}

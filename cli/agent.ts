@@ -1,0 +1,97 @@
+// `fencer agent`: enforce this node's CompiledPolicySet; `--cleanup` removes everything Fencer owns.
+import { hostname } from 'node:os';
+import type { Server } from 'node:http';
+import { KubeConfig } from '@kubernetes/client-node';
+import type { Command } from 'commander';
+import { CpsStatusWriter, ownCpsInformer } from '../agent/cps-client.ts';
+import { toolsFor, type IptablesMode } from '../agent/dataplane/linux/backend.ts';
+import { LinuxDataplane, type HookPosition } from '../agent/dataplane/linux/dataplane.ts';
+import { ExecRunner } from '../agent/dataplane/linux/runner.ts';
+import { agentMetrics } from '../agent/metrics.ts';
+import { NodeAgent } from '../agent/node-agent.ts';
+import { serveHttp } from '../runtime/http.ts';
+import { createLogger, type Logger } from '../runtime/log.ts';
+
+export interface AgentOptions {
+  nodeName: string;
+  kubeconfig?: string;
+  /** Run every kernel tool inside this network namespace (the sandbox's simulated nodes). */
+  netns?: string;
+  metricsPort: number;
+  metricsHost?: string;
+  driftSeconds: number;
+  hookPosition: HookPosition;
+  iptablesMode: 'auto' | IptablesMode;
+  log?: Logger;
+}
+
+export interface RunningAgent { agent: NodeAgent; stop(): Promise<void>; metricsPort?: number }
+
+export function loadKubeConfig(path?: string): KubeConfig {
+  const kc = new KubeConfig();
+  if (path) kc.loadFromFile(path);
+  else kc.loadFromDefault();
+  return kc;
+}
+
+export function linuxDataplane(opts: Pick<AgentOptions, 'netns' | 'hookPosition' | 'iptablesMode'>): LinuxDataplane {
+  const runner = new ExecRunner(opts.netns ? ['ip', 'netns', 'exec', opts.netns] : []);
+  return new LinuxDataplane({ runner, hookPosition: opts.hookPosition, tools: opts.iptablesMode === 'auto' ? undefined : toolsFor(opts.iptablesMode) });
+}
+
+export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
+  const log = opts.log ?? createLogger('fencer-agent').child({ node: opts.nodeName });
+  const kc = loadKubeConfig(opts.kubeconfig);
+  const metrics = agentMetrics();
+  const agent = new NodeAgent({
+    nodeName: opts.nodeName, agentName: `fencer-agent@${hostname()}`, dataplane: linuxDataplane(opts),
+    statusWriter: new CpsStatusWriter(kc), metrics, log, driftIntervalMs: opts.driftSeconds * 1000,
+  });
+  const informer = ownCpsInformer(kc, opts.nodeName, log);
+  informer.onChange((type, cps) => void agent.offer(type === 'delete' ? undefined : cps));
+  let server: Server | undefined;
+  if (opts.metricsPort >= 0) {
+    server = await serveHttp(opts.metricsPort, {
+      '/node-metrics': async () => ({ status: 200, type: metrics.registry.contentType, body: await metrics.registry.metrics() }),
+      '/healthz': () => ({ status: agent.healthy() ? 200 : 503, body: agent.healthy() ? 'ok\n' : 'degraded\n' }),
+    }, opts.metricsHost);
+  }
+  await informer.start();
+  agent.start();
+  log.info({ metricsPort: opts.metricsPort }, 'agent started');
+  const address = server?.address();
+  return {
+    agent,
+    metricsPort: typeof address === 'object' && address ? address.port : undefined,
+    async stop() {
+      await informer.stop();
+      await agent.stop();
+      await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
+    },
+  };
+}
+
+export function registerAgentCommand(program: Command): void {
+  program.command('agent')
+    .description("enforce this node's CompiledPolicySet with ipset and iptables")
+    .option('--node <name>', 'node name (default: $NODE_NAME)', process.env.NODE_NAME)
+    .option('--kubeconfig <path>', 'kubeconfig (default: in-cluster or $KUBECONFIG)')
+    .option('--netns <name>', 'run kernel tools inside this network namespace')
+    .option('--metrics-port <port>', 'port of /node-metrics and /healthz (0: any free port, -1: none)', (v) => Number(v), 10091)
+    .option('--drift-seconds <s>', 'how often to verify the kernel still holds the enforced state (0: never)', (v) => Number(v), 10)
+    .option('--hook-position <where>', 'FORWARD jump position: after-kube-services or first', 'after-kube-services')
+    .option('--iptables-mode <mode>', 'auto, nft or legacy', 'auto')
+    .option('--cleanup', 'remove every chain, jump and set Fencer owns, then exit')
+    .action(async (o: { node?: string; kubeconfig?: string; netns?: string; metricsPort: number; driftSeconds: number; hookPosition: HookPosition; iptablesMode: 'auto' | IptablesMode; cleanup?: boolean }) => {
+      if (o.cleanup) {
+        await linuxDataplane(o).cleanup();
+        console.log('removed every chain, jump and set Fencer owns');
+        return;
+      }
+      if (!o.node) throw new Error('the node name is required: --node NAME or $NODE_NAME');
+      const running = await startAgent({ ...o, nodeName: o.node });
+      const shutdown = () => void running.stop().then(() => process.exit(0));
+      process.once('SIGTERM', shutdown);
+      process.once('SIGINT', shutdown);
+    });
+}
