@@ -1,0 +1,172 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { CompiledPolicySetSpec } from '../../crds/types.ts';
+import { LinuxDataplane } from '../../agent/dataplane/linux/dataplane.ts';
+import { ExecRunner, type KernelRunner, type RunResult } from '../../agent/dataplane/linux/runner.ts';
+import { createNetns } from '../helpers/netns.ts';
+import { scenarioSpecs } from '../helpers/scenario-specs.ts';
+
+const named = scenarioSpecs('test/scenarios/21-named-port-80-from-y.yaml', 1).get('node-1')!;
+const stacked = scenarioSpecs('test/scenarios/13-stacked-policies-union.yaml', 1).get('node-1')!;
+
+/** iptables-save without the comments iptables adds and without packet counters. */
+function rules(ns: ReturnType<typeof createNetns>): string {
+  return ns.exec(['iptables-save', '-t', 'filter']).split('\n').filter((l) => !l.startsWith('#')).map((l) => l.replace(/\[\d+:\d+\]/, '')).join('\n');
+}
+
+function sets(ns: ReturnType<typeof createNetns>): string {
+  return ns.exec(['ipset', 'save']).split('\n').map((l) => l.replace(/ initval 0x[0-9a-f]+/, '')).sort().join('\n');
+}
+
+function withMembers(spec: CompiledPolicySetSpec, setName: string, members: string[]): CompiledPolicySetSpec {
+  return { ...spec, contentHash: `sha256:${'1'.repeat(64)}`, ipSets: spec.ipSets.map((s) => (s.name === setName ? { ...s, members } : s)) };
+}
+
+class FailingRunner implements KernelRunner {
+  private readonly inner: KernelRunner;
+  private readonly failOn: RegExp;
+  constructor(inner: KernelRunner, failOn: RegExp) {
+    this.inner = inner;
+    this.failOn = failOn;
+  }
+  run(command: string, args: string[], input?: string): Promise<RunResult> {
+    if (this.failOn.test(`${command} ${args.join(' ')}`)) return Promise.resolve({ stdout: '', stderr: 'injected failure', exitCode: 1 });
+    return this.inner.run(command, args, input);
+  }
+}
+
+test('apply, re-apply, member change, rule change and cleanup leave exactly the expected kernel state', async () => {
+  const ns = createNetns();
+  try {
+    const dp = new LinuxDataplane({ runner: new ExecRunner(['ip', 'netns', 'exec', ns.name]) });
+    const first = await dp.apply(named);
+    assert.equal(first.kind, 'rules');
+    const rulesAfterFirst = rules(ns);
+    assert.match(rulesAfterFirst, /-A FORWARD -m conntrack --ctstate NEW -m comment --comment "fencer:forward-hook" -j FENCER-FORWARD/);
+    assert.match(rulesAfterFirst, /-A FENCER-INGRESS -d 10\.244\.1\.10\/32 .* -j FENCER-I-/);
+    assert.match(rulesAfterFirst, /-m set --match-set FENCER-n-[0-9a-f]{16} dst,dst/);
+    assert.match(sets(ns), /add FENCER-n-[0-9a-f]{16} 10\.244\.1\.10,tcp:80/);
+
+    const again = await dp.apply(named);
+    assert.equal(again.kind, 'noop');
+    assert.equal(rules(ns), rulesAfterFirst, 're-applying the same spec changes no rule');
+    assert.deepEqual(await dp.drift(named), []);
+
+    const peer = named.targets[0].ingress!.rules[0].peers[0];
+    const moved = withMembers(named, peer, ['10.244.2.11', '10.244.2.99']);
+    const members = await dp.apply(moved);
+    assert.equal(members.kind, 'members');
+    assert.equal(rules(ns), rulesAfterFirst, 'a member-only change touches no iptables rule');
+    assert.match(sets(ns), /add FENCER-p-[0-9a-f]{16} 10\.244\.2\.99/);
+    assert.doesNotMatch(sets(ns), /10\.244\.1\.12\n/);
+
+    const changed = await dp.apply(stacked);
+    assert.equal(changed.kind, 'rules');
+    assert.deepEqual(await dp.drift(stacked), []);
+    assert.doesNotMatch(sets(ns), /FENCER-n-/, 'sets no longer referenced are destroyed');
+    const oldChain = `FENCER-I-${named.targets[0].podSet.slice(2)}`;
+    if (!stacked.targets.some((t) => t.podSet === named.targets[0].podSet)) assert.ok(!rules(ns).includes(oldChain), 'chains no longer wanted are deleted');
+
+    await dp.cleanup();
+    assert.doesNotMatch(rules(ns), /FENCER/);
+    assert.equal(sets(ns).trim(), '');
+  } finally {
+    ns.destroy();
+  }
+});
+
+test('a failing iptables-restore leaves the previous generation enforced and no new sets behind', async () => {
+  const ns = createNetns();
+  try {
+    const real = new ExecRunner(['ip', 'netns', 'exec', ns.name]);
+    await new LinuxDataplane({ runner: real }).apply(named);
+    const before = { rules: rules(ns), sets: sets(ns) };
+    const failing = new LinuxDataplane({ runner: new FailingRunner(real, /iptables-nft-restore|iptables-legacy-restore/) });
+    await assert.rejects(failing.apply(stacked), /iptables-restore: .*injected failure/);
+    assert.equal(rules(ns), before.rules);
+    assert.equal(sets(ns), before.sets);
+  } finally {
+    ns.destroy();
+  }
+});
+
+test('a failing ipset restore of a member change rolls the members back', async () => {
+  const ns = createNetns();
+  try {
+    const real = new ExecRunner(['ip', 'netns', 'exec', ns.name]);
+    await new LinuxDataplane({ runner: real }).apply(named);
+    const before = sets(ns);
+    // The add goes through, then the restore "fails": the rollback must remove what was added.
+    let calls = 0;
+    const flaky: KernelRunner = {
+      run: async (cmd, args, input) => {
+        const r = await real.run(cmd, args, input);
+        if (cmd === 'ipset' && args[0] === 'restore' && calls++ === 0) return { ...r, exitCode: 1, stderr: 'injected failure after apply' };
+        return r;
+      },
+    };
+    const peer = named.targets[0].ingress!.rules[0].peers[0];
+    await assert.rejects(new LinuxDataplane({ runner: flaky }).apply(withMembers(named, peer, ['10.244.2.11', '10.244.2.99'])), /ipset restore/);
+    assert.equal(sets(ns), before);
+  } finally {
+    ns.destroy();
+  }
+});
+
+test('sets left by an apply killed midway are removed by the next apply', async () => {
+  const ns = createNetns();
+  try {
+    const dp = new LinuxDataplane({ runner: new ExecRunner(['ip', 'netns', 'exec', ns.name]) });
+    await dp.apply(named);
+    // What a kill -9 between the set build and the rule switch leaves: a complete set nobody references.
+    ns.exec(['ipset', 'create', 'FENCER-p-00000000deadbeef-1', 'hash:ip']);
+    ns.exec(['ipset', 'create', 'FENCER-p-0000000000000001', 'hash:net']);
+    const r = await dp.apply(named);
+    assert.equal(r.kind, 'members');
+    assert.doesNotMatch(sets(ns), /deadbeef|0000000000000001/);
+  } finally {
+    ns.destroy();
+  }
+});
+
+test('drift is detected and repaired: a flushed chain, a flushed set, a deleted FORWARD jump', async () => {
+  const ns = createNetns();
+  try {
+    const dp = new LinuxDataplane({ runner: new ExecRunner(['ip', 'netns', 'exec', ns.name]) });
+    await dp.apply(named);
+    const good = { rules: rules(ns), sets: sets(ns) };
+    ns.exec(['iptables', '-F', 'FENCER-INGRESS']);
+    const peerSet = named.targets[0].ingress!.rules[0].peers[0];
+    ns.exec(['ipset', 'flush', `FENCER-${peerSet}`]);
+    ns.exec(['iptables', '-D', 'FORWARD', '-m', 'conntrack', '--ctstate', 'NEW', '-m', 'comment', '--comment', 'fencer:forward-hook', '-j', 'FENCER-FORWARD']);
+    const drift = await dp.drift(named);
+    assert.ok(drift.some((d) => /FORWARD jump/.test(d)));
+    assert.ok(drift.some((d) => /chains/.test(d)));
+    await dp.apply(named);
+    assert.deepEqual(await dp.drift(named), []);
+    assert.equal(sets(ns).replace(/FENCER-p-([0-9a-f]{16})(-1)?/g, 'P-$1'), good.sets.replace(/FENCER-p-([0-9a-f]{16})(-1)?/g, 'P-$1'));
+  } finally {
+    ns.destroy();
+  }
+});
+
+test('the FORWARD jump goes right after kube-proxy\'s KUBE-SERVICES jump', async () => {
+  const ns = createNetns();
+  try {
+    ns.exec(['iptables', '-N', 'KUBE-SERVICES']);
+    ns.exec(['iptables', '-A', 'FORWARD', '-j', 'ACCEPT', '-s', '192.0.2.1']);
+    ns.exec(['iptables', '-A', 'FORWARD', '-m', 'conntrack', '--ctstate', 'NEW', '-j', 'KUBE-SERVICES']);
+    ns.exec(['iptables', '-A', 'FORWARD', '-j', 'ACCEPT', '-s', '192.0.2.2']);
+    const dp = new LinuxDataplane({ runner: new ExecRunner(['ip', 'netns', 'exec', ns.name]) });
+    await dp.apply(named);
+    const forward = ns.exec(['iptables', '-S', 'FORWARD']).split('\n').filter((l) => l.startsWith('-A'));
+    assert.match(forward[1], /KUBE-SERVICES/);
+    assert.match(forward[2], /FENCER-FORWARD/);
+    await dp.cleanup();
+    const after = ns.exec(['iptables', '-S', 'FORWARD']);
+    assert.doesNotMatch(after, /FENCER/);
+    assert.match(after, /KUBE-SERVICES/, 'cleanup leaves what others own');
+  } finally {
+    ns.destroy();
+  }
+});
