@@ -1,0 +1,96 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { CompiledPolicySet, CompiledPolicySetSpec, CompiledPolicySetStatus } from '../../crds/types.ts';
+import { NodeAgent } from '../../agent/node-agent.ts';
+import { agentMetrics } from '../../agent/metrics.ts';
+import type { Dataplane, DataplaneOutcome } from '../../agent/dataplane/dataplane.ts';
+import { cpsObject } from '../../operator/cps-object.ts';
+import { silentLogger } from '../../runtime/log.ts';
+import { scenarioSpecs } from '../helpers/scenario-specs.ts';
+
+class FakeDataplane implements Dataplane {
+  applied: CompiledPolicySetSpec[] = [];
+  failNext = 0;
+  async apply(spec: CompiledPolicySetSpec): Promise<DataplaneOutcome> {
+    if (this.failNext > 0) {
+      this.failNext--;
+      throw new Error('iptables-restore: injected failure');
+    }
+    this.applied.push(spec);
+    return { kind: 'rules', counts: { rules: 3, sets: 1, entries: 2 }, ipsetMs: 1, iptablesMs: 1 };
+  }
+  async drift(): Promise<string[]> { return []; }
+  async cleanup(): Promise<void> {}
+}
+
+function setup() {
+  const dataplane = new FakeDataplane();
+  const statuses: CompiledPolicySetStatus[] = [];
+  const agent = new NodeAgent({
+    nodeName: 'node-1', agentName: 'test', dataplane, metrics: agentMetrics(), log: silentLogger(), driftIntervalMs: 0,
+    statusWriter: { writeStatus: async (_n, s) => void statuses.push(s) },
+  });
+  return { agent, dataplane, statuses };
+}
+
+const spec = scenarioSpecs('test/scenarios/05-ingress-x-a-from-pod-b.yaml', 1).get('node-1')!;
+const cps = (s: CompiledPolicySetSpec, generation: number): CompiledPolicySet => ({ ...cpsObject(s), metadata: { ...cpsObject(s).metadata, generation } });
+const condition = (s: CompiledPolicySetStatus, type: string) => s.conditions!.find((c) => c.type === type)!;
+
+test('a valid CompiledPolicySet is applied and reported in sync', async () => {
+  const { agent, dataplane, statuses } = setup();
+  await agent.offer(cps(spec, 1));
+  assert.equal(dataplane.applied.length, 1);
+  const status = statuses.at(-1)!;
+  assert.equal(status.observedGeneration, 1);
+  assert.equal(status.appliedHash, spec.contentHash);
+  assert.equal(condition(status, 'InSync').status, 'True');
+  assert.equal(condition(status, 'Degraded').status, 'False');
+});
+
+test('a spec referring to a set it does not define is rejected whole and the last good state stays', async () => {
+  const { agent, dataplane, statuses } = setup();
+  await agent.offer(cps(spec, 1));
+  const bogus = { ...spec, targets: [{ ...spec.targets[0], ingress: { rules: [{ ...spec.targets[0].ingress!.rules[0], peers: ['p-ffffffffffffffff'] }] } }] };
+  await agent.offer(cps(bogus, 2));
+  assert.ok(dataplane.applied.every((s) => s.contentHash === spec.contentHash), 'only the good spec was ever applied');
+  const status = statuses.at(-1)!;
+  assert.equal(status.observedGeneration, 1);
+  assert.equal(condition(status, 'Degraded').reason, 'Invalid');
+  assert.match(condition(status, 'Degraded').message, /peer set "p-ffffffffffffffff" is missing/);
+  assert.equal(condition(status, 'InSync').status, 'False');
+});
+
+test('a pod outside the node\'s pod CIDRs and a spec for another node are rejected', async () => {
+  const { agent, statuses } = setup();
+  const podSet = spec.targets[0].podSet;
+  const foreign = { ...spec, ipSets: spec.ipSets.map((s) => (s.name === podSet ? { ...s, members: ['192.0.2.7'] } : s)) };
+  await agent.offer(cps(foreign, 1));
+  assert.match(condition(statuses.at(-1)!, 'Degraded').message, /192\.0\.2\.7 is not in this node's pod CIDRs/);
+  await agent.offer(cps({ ...spec, nodeName: 'node-2' }, 2));
+  assert.match(condition(statuses.at(-1)!, 'Degraded').message, /this agent enforces node "node-1"/);
+});
+
+test('a failed apply reports Degraded, keeps the previous generation and succeeds on retry', async () => {
+  const { agent, dataplane, statuses } = setup();
+  await agent.offer(cps(spec, 1));
+  dataplane.failNext = 1;
+  const next = { ...spec, contentHash: `sha256:${'2'.repeat(64)}` };
+  await agent.offer(cps(next, 2));
+  let status = statuses.at(-1)!;
+  assert.equal(condition(status, 'Degraded').reason, 'ApplyFailed');
+  assert.equal(status.observedGeneration, 1);
+  await agent.kick();
+  status = statuses.at(-1)!;
+  assert.equal(status.observedGeneration, 2);
+  assert.equal(condition(status, 'Degraded').status, 'False');
+  await agent.stop();
+});
+
+test('a deleted CompiledPolicySet leaves the enforced state alone', async () => {
+  const { agent, dataplane } = setup();
+  await agent.offer(cps(spec, 1));
+  await agent.offer(undefined);
+  assert.equal(dataplane.applied.length, 1);
+  assert.equal(agent.enforcedGeneration(), 1);
+});
