@@ -121,7 +121,8 @@ test('sets left by an apply killed midway are removed by the next apply', async 
     // What a kill -9 between the set build and the rule switch leaves: a complete set nobody references.
     ns.exec(['ipset', 'create', 'FENCER-p-00000000deadbeef-1', 'hash:ip']);
     ns.exec(['ipset', 'create', 'FENCER-p-0000000000000001', 'hash:net']);
-    const r = await dp.apply(named);
+    const restarted = new LinuxDataplane({ runner: new ExecRunner(['ip', 'netns', 'exec', ns.name]) });
+    const r = await restarted.apply(named);
     assert.equal(r.kind, 'members');
     assert.doesNotMatch(sets(ns), /deadbeef|0000000000000001/);
   } finally {

@@ -40,6 +40,8 @@ export class LinuxDataplane implements Dataplane {
   private readonly hookPosition: HookPosition;
   private readonly sleep: (ms: number) => Promise<void>;
   private tools?: IptablesTools;
+  /** What the kernel held after our last successful apply; dropped on any failure or drift. */
+  private known?: KernelState;
 
   constructor(opts: LinuxDataplaneOptions) {
     this.runner = opts.runner;
@@ -67,6 +69,7 @@ export class LinuxDataplane implements Dataplane {
     const kernel = await this.readKernel();
     const plan = planApply(spec, kernel);
     const out: string[] = [];
+    this.known = undefined;
     if (!this.hookInPlace(kernel)) out.push('the FORWARD jump to FENCER-FORWARD is missing or misplaced');
     if (plan.kind === 'rules') out.push('Fencer chains or set names differ from the spec');
     if (plan.kind === 'members' && plan.ipset) out.push(`set members differ (${plan.ipset.split('\n').length - 1} changes)`);
@@ -75,17 +78,22 @@ export class LinuxDataplane implements Dataplane {
 
   async apply(spec: CompiledPolicySetSpec): Promise<ApplyOutcome> {
     const t = await this.iptables();
-    const kernel = await this.readKernel();
+    const kernel = this.known ?? (await this.readKernel());
+    this.known = undefined;
     const plan = planApply(spec, kernel);
     const outcome: ApplyOutcome = { kind: plan.kind, counts: plan.counts, ipsetMs: 0, iptablesMs: 0, leftoverSets: [] };
     let started = performance.now();
     if (plan.ipset) await this.step('ipset restore', () => runChecked(this.runner, 'ipset', ['restore', ...(plan.kind === 'members' ? ['-exist'] : [])], plan.ipset), plan);
     outcome.ipsetMs = performance.now() - started;
     started = performance.now();
-    await this.step('FORWARD hook', () => this.ensureHook(kernel, t), plan);
+    let forward = kernel.forward;
+    await this.step('FORWARD hook', async () => { forward = await this.ensureHook(kernel, t); }, plan);
     if (plan.iptables) await this.step('iptables-restore', () => runChecked(this.runner, t.restore, ['-w', '--noflush'], plan.iptables), plan);
     outcome.iptablesMs = performance.now() - started;
     outcome.leftoverSets = await this.destroySets(plan.destroyAfter);
+    // Trusting our own last apply makes a one-member change cost one `ipset restore`; drift checks
+    // still read the kernel, and any failure drops this cache.
+    if (outcome.leftoverSets.length === 0) this.known = { ...plan.after, forward };
     return outcome;
   }
 
@@ -111,6 +119,11 @@ export class LinuxDataplane implements Dataplane {
     }
   }
 
+  /** Forgets the cached kernel state: the next apply reads the kernel. */
+  forget(): void {
+    this.known = undefined;
+  }
+
   private hookInPlace(kernel: KernelState): boolean {
     const at = forwardJumpIndex(kernel.forward);
     if (at < 0 || !kernel.chains.has(CHAIN_FORWARD)) return false;
@@ -119,8 +132,9 @@ export class LinuxDataplane implements Dataplane {
     return kubeServices < 0 || at === kubeServices + 1;
   }
 
-  private async ensureHook(kernel: KernelState, t: IptablesTools): Promise<void> {
-    if (this.hookInPlace(kernel)) return;
+  /** Makes sure FORWARD hands NEW connections to Fencer; returns FORWARD's rules afterwards. */
+  private async ensureHook(kernel: KernelState, t: IptablesTools): Promise<string[]> {
+    if (this.hookInPlace(kernel)) return kernel.forward;
     if (!kernel.chains.has(CHAIN_FORWARD)) await runChecked(this.runner, t.iptables, ['-w', '-N', CHAIN_FORWARD]);
     const at = forwardJumpIndex(kernel.forward);
     const forward = [...kernel.forward];
@@ -131,6 +145,8 @@ export class LinuxDataplane implements Dataplane {
     const kubeServices = forward.findIndex((l) => l.includes('-j KUBE-SERVICES'));
     const position = this.hookPosition === 'first' || kubeServices < 0 ? 1 : kubeServices + 2;
     await runChecked(this.runner, t.iptables, ['-w', '-I', 'FORWARD', String(position), ...FORWARD_JUMP]);
+    forward.splice(position - 1, 0, `-A FORWARD ${FORWARD_JUMP.join(' ')}`);
+    return forward;
   }
 
   private async destroySets(names: string[]): Promise<string[]> {
@@ -148,3 +164,4 @@ export class LinuxDataplane implements Dataplane {
     return left;
   }
 }
+

@@ -22,6 +22,8 @@ export interface Plan {
   /** Sets to destroy once no rule references them. */
   destroyAfter: string[];
   counts: { rules: number; sets: number; entries: number };
+  /** Fencer's part of the kernel once the plan is applied (FORWARD is left as read). */
+  after: KernelState;
 }
 
 export function planApply(spec: CompiledPolicySetSpec, kernel: KernelState): Plan {
@@ -41,7 +43,8 @@ export function planApply(spec: CompiledPolicySetSpec, kernel: KernelState): Pla
       const garbage = unreferencedSets(kernel, new Set(sets.map((s) => currentName(s.id)!)));
       const { apply, rollback } = memberChanges(sets.map((s) => ({ set: s, kernel: kernel.sets.get(currentName(s.id)!)!.members, name: currentName(s.id)! })));
       const kind = apply === '' && garbage.length === 0 ? 'noop' : 'members';
-      return { kind, ipset: apply, ipsetRollback: rollback, iptables: '', destroyAfter: garbage, counts: counts(chains) };
+      const after = afterState(kernel, sets, (id) => currentName(id)!, chains);
+      return { kind, ipset: apply, ipsetRollback: rollback, iptables: '', destroyAfter: garbage, counts: counts(chains), after };
     }
   }
 
@@ -71,7 +74,13 @@ export function planApply(spec: CompiledPolicySetSpec, kernel: KernelState): Pla
     iptables: renderIptablesRestore(chains, [...kernel.chains.keys()]),
     destroyAfter: unreferencedSets(kernel, new Set(names.values())),
     counts: counts(chains),
+    after: afterState(kernel, sets, (id) => names.get(id)!, chains),
   };
+}
+
+function afterState(kernel: KernelState, sets: DesiredSet[], name: (id: string) => string, chains: Map<string, string[]>): KernelState {
+  const after = new Map(sets.map((s) => [name(s.id), { name: name(s.id), type: s.type, members: new Set(s.members) }]));
+  return { sets: after, chains, forward: kernel.forward };
 }
 
 /** Rewrites every Fencer chain in one transaction and deletes the chains no longer wanted. */
