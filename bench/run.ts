@@ -2,6 +2,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { benchCompile, COMPILE_SIZES, compileReport } from './compile.ts';
+import { AGENT_SIZES, agentReport, benchAgent, type AgentResult } from './agent.ts';
 
 const sections = process.argv.slice(2);
 const want = (s: string) => sections.length === 0 || sections.includes(s);
@@ -18,6 +19,16 @@ if (want('compile')) {
   });
   results.compile = compile;
   report.push('', '## Compiler', '', compileReport(compile));
+}
+
+if (want('agent')) {
+  const agent: AgentResult[] = [];
+  for (const mode of ['nft', 'legacy'] as const) for (const size of AGENT_SIZES) {
+    console.error(`agent: ${mode}, ${size.rules} rules, ${size.entries} entries ...`);
+    agent.push(await benchAgent(size, mode));
+  }
+  results.agent = agent;
+  report.push('', '## Agent apply vs the kernel floor', '', 'Each run in a fresh network namespace; the floor feeds the same payloads straight to `ipset restore` and `iptables-restore`.', '', agentReport(agent));
 }
 
 mkdirSync(new URL('./out/', import.meta.url), { recursive: true });

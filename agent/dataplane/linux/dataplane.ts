@@ -86,14 +86,19 @@ export class LinuxDataplane implements Dataplane {
     if (plan.ipset) await this.step('ipset restore', () => runChecked(this.runner, 'ipset', ['restore', ...(plan.kind === 'members' ? ['-exist'] : [])], plan.ipset), plan);
     outcome.ipsetMs = performance.now() - started;
     started = performance.now();
-    let forward = kernel.forward;
-    await this.step('FORWARD hook', async () => { forward = await this.ensureHook(kernel, t); }, plan);
-    if (plan.iptables) await this.step('iptables-restore', () => runChecked(this.runner, t.restore, ['-w', '--noflush'], plan.iptables), plan);
+    const hook = this.hookChanges(kernel);
+    if (plan.iptables) {
+      // The jump goes into the same transaction as the chains it points to.
+      const payload = plan.iptables.replace(/COMMIT\n$/, `${hook.rules.map(restoreLine).join('')}COMMIT\n`);
+      await this.step('iptables-restore', () => runChecked(this.runner, t.restore, ['-w', '--noflush'], payload), plan);
+    } else {
+      await this.step('FORWARD hook', () => this.ensureHook(kernel, t, hook.rules), plan);
+    }
     outcome.iptablesMs = performance.now() - started;
     outcome.leftoverSets = await this.destroySets(plan.destroyAfter);
     // Trusting our own last apply makes a one-member change cost one `ipset restore`; drift checks
     // still read the kernel, and any failure drops this cache.
-    if (outcome.leftoverSets.length === 0) this.known = { ...plan.after, forward };
+    if (outcome.leftoverSets.length === 0) this.known = { ...plan.after, forward: hook.forward };
     return outcome;
   }
 
@@ -132,21 +137,28 @@ export class LinuxDataplane implements Dataplane {
     return kubeServices < 0 || at === kubeServices + 1;
   }
 
-  /** Makes sure FORWARD hands NEW connections to Fencer; returns FORWARD's rules afterwards. */
-  private async ensureHook(kernel: KernelState, t: IptablesTools): Promise<string[]> {
-    if (this.hookInPlace(kernel)) return kernel.forward;
-    if (!kernel.chains.has(CHAIN_FORWARD)) await runChecked(this.runner, t.iptables, ['-w', '-N', CHAIN_FORWARD]);
-    const at = forwardJumpIndex(kernel.forward);
+  /** The FORWARD changes that put the jump in place (none when it is), and FORWARD afterwards. */
+  private hookChanges(kernel: KernelState): { rules: string[][]; forward: string[] } {
+    if (this.hookInPlace(kernel)) return { rules: [], forward: kernel.forward };
+    const rules: string[][] = [];
     const forward = [...kernel.forward];
+    const at = forwardJumpIndex(forward);
     if (at >= 0) {
-      await runChecked(this.runner, t.iptables, ['-w', '-D', 'FORWARD', ...FORWARD_JUMP]);
+      rules.push(['-D', 'FORWARD', ...FORWARD_JUMP]);
       forward.splice(at, 1);
     }
     const kubeServices = forward.findIndex((l) => l.includes('-j KUBE-SERVICES'));
     const position = this.hookPosition === 'first' || kubeServices < 0 ? 1 : kubeServices + 2;
-    await runChecked(this.runner, t.iptables, ['-w', '-I', 'FORWARD', String(position), ...FORWARD_JUMP]);
+    rules.push(['-I', 'FORWARD', String(position), ...FORWARD_JUMP]);
     forward.splice(position - 1, 0, `-A FORWARD ${FORWARD_JUMP.join(' ')}`);
-    return forward;
+    return { rules, forward };
+  }
+
+  /** Puts the jump in place with plain iptables calls (when no restore transaction runs anyway). */
+  private async ensureHook(kernel: KernelState, t: IptablesTools, rules: string[][]): Promise<void> {
+    if (rules.length === 0) return;
+    if (!kernel.chains.has(CHAIN_FORWARD)) await runChecked(this.runner, t.iptables, ['-w', '-N', CHAIN_FORWARD]);
+    for (const args of rules) await runChecked(this.runner, t.iptables, ['-w', ...args]);
   }
 
   private async destroySets(names: string[]): Promise<string[]> {
@@ -165,3 +177,8 @@ export class LinuxDataplane implements Dataplane {
   }
 }
 
+
+/** FORWARD_JUMP has no spaces or quotes, so its words go into a restore line as they are. */
+function restoreLine(args: string[]): string {
+  return `${args.join(' ')}\n`;
+}

@@ -42,9 +42,14 @@ export function parseIpsetSave(text: string): Map<string, KernelSet> {
 }
 
 /** Set names referenced by Fencer's current rules. */
+const referencedMemo = new WeakMap<Map<string, string[]>, Set<string>>();
+
 export function referencedSets(chains: Map<string, string[]>): Set<string> {
-  const out = new Set<string>();
+  let out = referencedMemo.get(chains);
+  if (out) return out;
+  out = new Set<string>();
   for (const lines of chains.values()) for (const l of lines) for (const m of l.matchAll(/--match-set (\S+) /g)) out.add(m[1]);
+  referencedMemo.set(chains, out);
   return out;
 }
 

@@ -79,7 +79,13 @@ export function planApply(spec: CompiledPolicySetSpec, kernel: KernelState): Pla
 }
 
 function afterState(kernel: KernelState, sets: DesiredSet[], name: (id: string) => string, chains: Map<string, string[]>): KernelState {
-  const after = new Map(sets.map((s) => [name(s.id), { name: name(s.id), type: s.type, members: new Set(s.members) }]));
+  const after = new Map(sets.map((s) => {
+    const n = name(s.id);
+    const have = kernel.sets.get(n);
+    // An unchanged set is shared with the state read before; building 100k-entry Sets anew costs more than the apply.
+    const same = have && have.type === s.type && sameMembers(have.members, s.members);
+    return [n, same ? have : { name: n, type: s.type, members: new Set(s.members) }];
+  }));
   return { sets: after, chains, forward: kernel.forward };
 }
 
@@ -99,8 +105,11 @@ function memberChanges(items: Array<{ set: DesiredSet; kernel: Set<string>; name
   const adds: string[] = [];
   const dels: string[] = [];
   for (const { set, kernel, name } of items) {
+    let missing = 0;
+    for (const m of set.members) if (!kernel.has(m)) { adds.push(`${name} ${m}`); missing++; }
+    // Equal sizes and nothing missing: equal sets, no need to look for extra kernel members.
+    if (missing === 0 && kernel.size === set.members.length) continue;
     const want = new Set(set.members);
-    for (const m of set.members) if (!kernel.has(m)) adds.push(`${name} ${m}`);
     for (const m of kernel) if (!want.has(m)) dels.push(`${name} ${m}`);
   }
   return {

@@ -21,7 +21,7 @@ export function desiredSets(spec: CompiledPolicySetSpec): DesiredSet[] {
   }
   return spec.ipSets
     .filter((s) => referenced.has(s.name))
-    .map((s) => ({ id: s.name, type: IPSET_TYPES[s.kind], members: s.members.map((m) => kernelMember(s.kind, m)) }));
+    .map((s) => ({ id: s.name, type: IPSET_TYPES[s.kind], members: s.kind === 'net' ? s.members.map((m) => kernelMember(s.kind, m)) : s.members }));
 }
 
 /** ipset prints host routes of hash:net sets without "/32"; compare in its own form. */
@@ -29,15 +29,30 @@ export function kernelMember(kind: IPSetKind, member: string): string {
   return kind === 'net' && member.endsWith('/32') ? member.slice(0, -3) : member;
 }
 
+// Most applies change set members only; rendering and hashing 10k rules again would dominate them.
+let memo: { key: string; chains: Chains } | undefined;
+
 export function desiredChains(spec: CompiledPolicySetSpec, setName: (id: string) => string): Chains {
+  const referenced = [...new Set(spec.targets.flatMap((t) => [t.ingress, t.egress].flatMap((d) => d?.rules ?? []).flatMap((r) => [...r.peers, ...r.ports.flatMap((p) => (p.namedPortSet ? [p.namedPortSet] : []))])))];
+  const byName = new Map(spec.ipSets.map((s) => [s.name, s]));
+  const podMembers = spec.targets.map((t) => byName.get(t.podSet)?.members ?? []);
+  const key = JSON.stringify([spec.targets, podMembers, referenced.map(setName)]);
+  if (memo?.key === key) return memo.chains;
+  const chains = renderChains(spec, setName);
+  memo = { key, chains };
+  return chains;
+}
+
+function renderChains(spec: CompiledPolicySetSpec, setName: (id: string) => string): Chains {
   const chains: Chains = new Map();
   chains.set(CHAIN_FORWARD, []);
   chains.set(CHAIN_EGRESS, []);
   chains.set(CHAIN_INGRESS, []);
   addJump(chains, CHAIN_FORWARD, '', CHAIN_EGRESS, 'egress');
   addJump(chains, CHAIN_FORWARD, '', CHAIN_INGRESS, 'ingress');
+  const byName = new Map(spec.ipSets.map((s) => [s.name, s]));
   for (const target of spec.targets) {
-    const members = spec.ipSets.find((s) => s.name === target.podSet)?.members ?? [];
+    const members = byName.get(target.podSet)?.members ?? [];
     for (const direction of ['egress', 'ingress'] as const) {
       const rules = target[direction]?.rules;
       if (!rules) continue;

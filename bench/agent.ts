@@ -1,0 +1,86 @@
+// Agent benchmark: full apply and one-member change against the kernel floor (the same payloads fed
+// straight to ipset restore and iptables-restore), each in a fresh network namespace.
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import type { CompiledPolicySetSpec, IPSet, Rule } from '../crds/types.ts';
+import { LinuxDataplane } from '../agent/dataplane/linux/dataplane.ts';
+import { planApply } from '../agent/dataplane/linux/plan.ts';
+import { ExecRunner } from '../agent/dataplane/linux/runner.ts';
+import { toolsFor, type IptablesMode } from '../agent/dataplane/linux/backend.ts';
+import { stableId } from '../operator/compile/naming.ts';
+import { fmt, stat, type Stat } from './stats.ts';
+
+export interface AgentSize { rules: number; entries: number }
+export interface AgentResult { size: AgentSize; mode: IptablesMode; fullMs: Stat; floorMs: Stat; memberChangeMs: Stat; ratio: number }
+
+export const AGENT_SIZES: AgentSize[] = [
+  { rules: 100, entries: 1000 }, { rules: 1000, entries: 10000 }, { rules: 10000, entries: 100000 },
+];
+
+/** A spec with `rules` rules over rules/10 peer sets holding `entries` addresses in all. */
+export function syntheticSpec(size: AgentSize): CompiledPolicySetSpec {
+  const setCount = Math.max(1, Math.floor(size.rules / 10));
+  const ipSets: IPSet[] = Array.from({ length: setCount }, (_, i) => ({
+    name: stableId('p', 'bench', String(i)), kind: 'ip', origin: `bench set ${i}`,
+    members: Array.from({ length: Math.floor(size.entries / setCount) }, (_, j) => address(i * 100000 + j)),
+  }));
+  const podSet = stableId('t', 'bench');
+  ipSets.push({ name: podSet, kind: 'ip', origin: 'local pods', members: Array.from({ length: 10 }, (_, i) => `10.244.1.${10 + i}`) });
+  const rules: Rule[] = Array.from({ length: size.rules }, (_, i) => ({
+    id: stableId('r', 'bench', String(i)), policy: `bench/p${i}`, index: 0, anyPeer: false, peers: [ipSets[i % setCount].name],
+    anyPort: false, ports: [{ protocol: 'TCP', port: 1000 + (i % 60000) }],
+  }));
+  return {
+    nodeName: 'node-1', contentHash: `sha256:${'0'.repeat(64)}`, podCIDRs: ['10.244.1.0/24'], policies: [], ipSets,
+    targets: [{ podSet, pods: [], policies: [], ingress: { rules } }], diagnostics: [],
+    counts: { policies: 0, rules: size.rules, sets: ipSets.length, entries: size.entries, pods: 10 },
+  };
+}
+
+function address(n: number): string {
+  return `10.${64 + Math.floor(n / 65536) % 128}.${Math.floor(n / 256) % 256}.${n % 256}`;
+}
+
+function withNetns<T>(fn: (name: string) => Promise<T>): Promise<T> {
+  const name = `fencer-b-${randomBytes(3).toString('hex')}`;
+  execFileSync('ip', ['netns', 'add', name]);
+  return fn(name).finally(() => execFileSync('ip', ['netns', 'del', name]));
+}
+
+export async function benchAgent(size: AgentSize, mode: IptablesMode, runs = 3): Promise<AgentResult> {
+  const spec = syntheticSpec(size);
+  const plan = planApply(spec, { sets: new Map(), chains: new Map(), forward: [] });
+  const tools = toolsFor(mode);
+  const full: number[] = [];
+  const floor: number[] = [];
+  const member: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    await withNetns(async (ns) => {
+      const runner = new ExecRunner(['ip', 'netns', 'exec', ns]);
+      const t = performance.now();
+      await runner.run('ipset', ['restore'], plan.ipset);
+      await runner.run(tools.restore, ['-w', '--noflush'], plan.iptables);
+      floor.push(performance.now() - t);
+    });
+    await withNetns(async (ns) => {
+      const dp = new LinuxDataplane({ runner: new ExecRunner(['ip', 'netns', 'exec', ns]), tools });
+      let t = performance.now();
+      await dp.apply(spec);
+      full.push(performance.now() - t);
+      const peer = spec.ipSets[0];
+      const changed = { ...spec, contentHash: `sha256:${'1'.repeat(64)}`, ipSets: spec.ipSets.map((s) => (s === peer ? { ...s, members: [...s.members, '10.255.255.1'] } : s)) };
+      t = performance.now();
+      const r = await dp.apply(changed);
+      member.push(performance.now() - t);
+      if (r.kind !== 'members') throw new Error(`a one-member change planned ${r.kind}`);
+    });
+  }
+  const fullMs = stat(full);
+  const floorMs = stat(floor);
+  return { size, mode, fullMs, floorMs, memberChangeMs: stat(member), ratio: fullMs.median / floorMs.median };
+}
+
+export function agentReport(results: AgentResult[]): string {
+  const rows = results.map((r) => `| ${r.mode} | ${r.size.rules} | ${r.size.entries} | ${fmt(r.fullMs, 0)} | ${fmt(r.floorMs, 0)} | ${r.ratio.toFixed(2)} | ${fmt(r.memberChangeMs, 1)} |`);
+  return ['| backend | rules | set entries | full apply ms | floor ms | apply / floor | one-member change ms |', '|---|---|---|---|---|---|---|', ...rows].join('\n');
+}
