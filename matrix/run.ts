@@ -32,33 +32,40 @@ export function runScenario(scenario: Scenario, mode: MatrixMode, print: (line: 
       const observed = observeGrid(pods, probe, allows);
       const names = pods.map((p) => p.key);
       const expectedText = step.expect?.get(probe.text);
+      const expected = expectedText === undefined ? undefined : parseGrid(expectedText, names, (reason) => { throw new ScenarioError(scenario.file, `${field}.expect.${probe.text}`, reason); });
       outcome.grids++;
-      if (expectedText === undefined) {
-        print(`step ${i + 1} ${probe.text}: observed (no expectation)`);
-        formatGrid(observed, names).forEach((l) => print(`  ${l}`));
-        continue;
-      }
-      const expected = parseGrid(expectedText, names, (reason) => { throw new ScenarioError(scenario.file, `${field}.expect.${probe.text}`, reason); });
-      const diffs = differences(expected, observed, names);
-      if (diffs.length === 0) {
-        print(`step ${i + 1} ${probe.text}: ok`);
-        formatGrid(observed, names).forEach((l) => print(`  ${l}`));
-      } else {
+      if (!reportGrid(print, `step ${i + 1} ${probe.text}`, names, observed, expected)) {
         outcome.passed = false;
         outcome.mismatches++;
-        print(`step ${i + 1} ${probe.text}: MISMATCH in ${diffs.length} cell(s): ${diffs.map(([s, d]) => `${s}→${d}`).join(', ')}`);
-        sideBySide(expected, observed, names, diffs).split('\n').forEach((l) => print(`  ${l}`));
       }
     }
   });
   return outcome;
 }
 
+/** Prints the observed grid, or the differences from the expected one; false on a mismatch. */
+export function reportGrid(print: (line: string) => void, label: string, names: string[], observed: Grid, expected: Grid | undefined, note = ''): boolean {
+  if (expected === undefined) {
+    print(`${label}: observed (no expectation)${note}`);
+    formatGrid(observed, names).forEach((l) => print(`  ${l}`));
+    return true;
+  }
+  const diffs = differences(expected, observed, names);
+  if (diffs.length === 0) {
+    print(`${label}: ok${note}`);
+    formatGrid(observed, names).forEach((l) => print(`  ${l}`));
+    return true;
+  }
+  print(`${label}: MISMATCH in ${diffs.length} cell(s): ${diffs.map(([s, d]) => `${s}→${d}`).join(', ')}${note}`);
+  sideBySide(expected, observed, names, diffs).split('\n').forEach((l) => print(`  ${l}`));
+  return false;
+}
+
 export function serves(pod: PodInfo, probe: Probe): boolean {
   return pod.spec.ports.some((p) => p.port === probe.port && p.protocol === probe.protocol);
 }
 
-function observeGrid(pods: PodInfo[], probe: Probe, allows: Allows): Grid {
+export function observeGrid(pods: PodInfo[], probe: Probe, allows: Allows): Grid {
   const grid: Grid = new Map();
   for (const src of pods) {
     const row = new Map<string, boolean>();

@@ -20,11 +20,11 @@ function install(): void {
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     const handler = (): void => {
       destroyAll();
-      // If nobody else handles the signal, restore the default behaviour (die by the signal).
-      if (process.listenerCount(sig) === 1) {
-        process.off(sig, handler);
-        process.kill(process.pid, sig);
-      }
+      // Step aside and re-raise: with no listener left Node dies by the signal as usual. We must not
+      // wait for the other listeners to decide — signal-exit (which execa installs) only re-raises
+      // when it is the sole listener, so with both of us polite nobody would exit.
+      process.off(sig, handler);
+      process.kill(process.pid, sig);
     };
     process.on(sig, handler);
   }

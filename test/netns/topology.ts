@@ -127,7 +127,7 @@ export class Topology {
       await ip(['-n', netns, 'addr', 'add', `${pod.ip}/${n.cidr.len}`, 'dev', 'eth0']);
       await ip(['-n', netns, 'link', 'set', 'eth0', 'up']);
       await ip(['-n', netns, 'route', 'add', 'default', 'via', n.gateway]);
-      if (pod.tcp.length + pod.udp.length > 0) entry.server = await startServer(netns, pod.tcp, pod.udp);
+      if (pod.tcp.length + pod.udp.length > 0) entry.server = (await startServer(netns, pod.tcp, pod.udp)).server;
       return handle;
     } catch (err) {
       await this.removePod(handle);
@@ -241,8 +241,11 @@ function checkPrefix(prefix: string): void {
   if (!/^[a-z][a-z0-9]{0,4}$/.test(prefix)) throw new Error(`bad prefix ${JSON.stringify(prefix)} (1-5 of [a-z0-9], letter first)`);
 }
 
-/** Starts serve.ts inside the pod netns and resolves once it printed "ready". */
-async function startServer(netns: string, tcp: number[], udp: number[]): Promise<Server> {
+/**
+ * Starts serve.ts inside the pod netns and resolves once it printed "ready". The subprocess is a
+ * thenable (it resolves when the process ends), hence the wrapper object.
+ */
+async function startServer(netns: string, tcp: number[], udp: number[]): Promise<{ server: Server }> {
   const server: Server = execa('ip', ['netns', 'exec', netns, NODE_BIN, SERVE, JSON.stringify({ tcp, udp })], {
     stdin: 'pipe', stdout: 'pipe', stderr: 'pipe', buffer: false, reject: false,
   });
@@ -263,5 +266,5 @@ async function startServer(netns: string, tcp: number[], udp: number[]): Promise
     await server;
     throw err;
   }
-  return server;
+  return { server };
 }
