@@ -22,7 +22,11 @@ export function ownCpsInformer(kc: KubeConfig, nodeName: string, log: Logger, re
   });
 }
 
-/** Writes status with the object's resourceVersion (update verb only); re-reads and retries on 409. */
+/**
+ * Writes status onto exactly the object version it describes (its resourceVersion): if the object
+ * changed meanwhile the write fails with 409 and is dropped, since the change arrives as a new
+ * event and the status is recomputed against it. It never lands on a newer generation.
+ */
 export class CpsStatusWriter implements StatusWriter {
   private readonly custom: CustomObjectsApi;
 
@@ -30,15 +34,13 @@ export class CpsStatusWriter implements StatusWriter {
     this.custom = kc.makeApiClient(CustomObjectsApi);
   }
 
-  async writeStatus(name: string, status: CompiledPolicySetStatus): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
-      const current = (await this.custom.getClusterCustomObject({ ...api, name })) as CompiledPolicySet;
-      try {
-        await this.custom.replaceClusterCustomObjectStatus({ ...api, name, body: { ...current, status } });
-        return;
-      } catch (e) {
-        if (!(e instanceof ApiException) || e.code !== 409 || attempt >= 4) throw e;
-      }
+  async writeStatus(cps: CompiledPolicySet, status: CompiledPolicySetStatus): Promise<boolean> {
+    try {
+      await this.custom.replaceClusterCustomObjectStatus({ ...api, name: cps.metadata.name, body: { ...cps, status } });
+      return true;
+    } catch (e) {
+      if (e instanceof ApiException && e.code === 409) return false;
+      throw e;
     }
   }
 }

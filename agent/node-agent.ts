@@ -10,7 +10,8 @@ import { buildStatus, sameStatus, type AgentReport, type Enforced } from './stat
 import { validateCps, validateSpec, DEFAULT_LIMITS, type ValidationLimits } from './validate.ts';
 
 export interface StatusWriter {
-  writeStatus(name: string, status: CompiledPolicySetStatus): Promise<void>;
+  /** False when the object changed since `cps` was read (the newer version brings its own sync). */
+  writeStatus(cps: CompiledPolicySet, status: CompiledPolicySetStatus): Promise<boolean>;
 }
 
 export interface NodeAgentOptions {
@@ -31,8 +32,6 @@ export class NodeAgent {
   private receivedAt = 0;
   private enforced?: Enforced & { spec: CompiledPolicySetSpec };
   private problem?: AgentReport['problem'];
-  private lastStatus?: CompiledPolicySetStatus;
-  private lastStatusFor?: number;
   private running?: Promise<void>;
   private again = false;
   private retryTimer?: NodeJS.Timeout;
@@ -126,9 +125,10 @@ export class NodeAgent {
         metrics.addIpsetExecTime.observe(outcome.ipsetMs);
         metrics.addIptablesRuleExecTime.observe(outcome.iptablesMs);
       }
-      const isNew = this.enforced?.generation !== cps.metadata.generation;
+      const isNew = this.enforced?.generation !== cps.metadata.generation || this.enforced?.hash !== spec.contentHash;
+      // A re-apply of what is enforced keeps its time: status then stays byte-equal and is not rewritten.
       this.enforced = {
-        generation: cps.metadata.generation ?? 0, hash: spec.contentHash, at: new Date().toISOString(), spec,
+        generation: cps.metadata.generation ?? 0, hash: spec.contentHash, at: isNew ? new Date().toISOString() : this.enforced!.at, spec,
         counts: { iptablesRules: outcome.counts.rules, ipsets: outcome.counts.sets, ipsetEntries: outcome.counts.entries },
       };
       if (isNew && this.receivedAt) metrics.receivedToEnforced.observe((performance.now() - this.receivedAt) / 1000);
@@ -172,12 +172,11 @@ export class NodeAgent {
   }
 
   private async report(cps: CompiledPolicySet): Promise<void> {
-    const status = buildStatus(cps, { agent: this.opts.agentName, enforced: this.enforced, problem: this.problem }, this.lastStatus ?? cps.status, new Date().toISOString());
-    if (sameStatus(this.lastStatus, status) && this.lastStatusFor === cps.metadata.generation) return;
+    const status = buildStatus(cps, { agent: this.opts.agentName, enforced: this.enforced, problem: this.problem }, cps.status, new Date().toISOString());
+    // Compared with what the object carries now, so a status someone else changed is rewritten.
+    if (sameStatus(cps.status, status)) return;
     try {
-      await this.opts.statusWriter.writeStatus(cps.metadata.name, status);
-      this.lastStatus = status;
-      this.lastStatusFor = cps.metadata.generation;
+      await this.opts.statusWriter.writeStatus(cps, status);
     } catch (e) {
       this.opts.log.warn({ err: (e as Error).message }, 'status write failed; will retry on the next sync');
     }

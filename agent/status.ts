@@ -42,7 +42,15 @@ function keepTransitionTime(c: Condition, previous: Condition[] | undefined, now
   return { ...c, lastTransitionTime: before && before.status === c.status ? before.lastTransitionTime : now };
 }
 
-/** Status writes are skipped when nothing but timestamps would change. */
+/** Status writes are skipped when the object already carries this status (key order aside). */
 export function sameStatus(a: CompiledPolicySetStatus | undefined, b: CompiledPolicySetStatus): boolean {
-  return JSON.stringify(a ?? {}) === JSON.stringify(b);
+  return canonical(a ?? {}) === canonical(b);
+}
+
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (v && typeof v === 'object') {
+    return `{${Object.keys(v).filter((k) => (v as Record<string, unknown>)[k] !== undefined).sort().map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(v);
 }

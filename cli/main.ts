@@ -3,7 +3,9 @@
 import { Command } from 'commander';
 import { matrixCommand } from './matrix.ts';
 import { compileCommand } from './compile.ts';
+import { registerOperatorCommand } from './operator.ts';
 import { registerAgentCommand } from './agent.ts';
+import { registerSandboxCommand } from './sandbox.ts';
 
 const program = new Command('fencer').description('Kubernetes NetworkPolicy manager').showHelpAfterError();
 
@@ -20,5 +22,8 @@ program.command('compile')
   .action((opts: { filename: string[]; node?: string }) => { process.exitCode = compileCommand(opts.filename, opts.node); });
 
 registerAgentCommand(program);
+registerSandboxCommand(program);
+
+registerOperatorCommand(program);
 
 await program.parseAsync();

@@ -28,7 +28,7 @@ function setup() {
   const statuses: CompiledPolicySetStatus[] = [];
   const agent = new NodeAgent({
     nodeName: 'node-1', agentName: 'test', dataplane, metrics: agentMetrics(), log: silentLogger(), driftIntervalMs: 0,
-    statusWriter: { writeStatus: async (_n, s) => void statuses.push(s) },
+    statusWriter: { writeStatus: async (_c, s) => { statuses.push(s); return true; } },
   });
   return { agent, dataplane, statuses };
 }

@@ -1,0 +1,205 @@
+// Keeps every node's CompiledPolicySet equal to its compiled spec, writing only when the content hash
+// (or owner, or label) differs from what the CPS watch shows. Method: update with resourceVersion
+// (optimistic concurrency). A 409 re-reads the object and decides again from the fresh copy, at most
+// MAX_ATTEMPTS times with back-off, then the node is retried later on a per-node back-off: no
+// storms. Only the leader writes; a standby keeps the store warm. See in-sync.ts for the status.
+import { ApiException, PatchStrategy, setHeaderOptions, type CustomObjectsApi } from '@kubernetes/client-node';
+import { SpecTooLargeError } from '../crds/codec.ts';
+import { CPS_GROUP, CPS_PLURAL, CPS_VERSION, type CompiledPolicySet, type CompiledPolicySetSpec } from '../crds/types.ts';
+import { Backoff, sleep } from '../runtime/backoff.ts';
+import type { Logger } from '../runtime/log.ts';
+import { CpsStore, type ObservedCps } from './cps-store.ts';
+import { planCpsWrite, type CpsAction, type NodeRef } from './cps-plan.ts';
+import { conditionTime, pendingStatusPatch } from './in-sync.ts';
+import type { OperatorMetrics, WriteResult } from './metrics.ts';
+import { KeyedWorkQueue } from './work-queue.ts';
+
+const api = { group: CPS_GROUP, version: CPS_VERSION, plural: CPS_PLURAL };
+const jsonPatch = setHeaderOptions('Content-Type', PatchStrategy.JsonPatch);
+const MAX_ATTEMPTS = 5;
+
+export interface WriterDeps {
+  custom: CustomObjectsApi;
+  /** The compiled spec of a node, undefined when it is not compiled (yet). */
+  desired: (node: string) => CompiledPolicySetSpec | undefined;
+  /** The Node by name, undefined when it does not exist. */
+  nodeRef: (node: string) => NodeRef | undefined;
+  nodeNames: () => string[];
+  budgetBytes: number;
+  concurrency: number;
+  metrics: OperatorMetrics;
+  log: Logger;
+}
+
+type Attempt = { done: true } | { done: false; fresh: ObservedCps | undefined };
+
+export class CpsWriter {
+  readonly store = new CpsStore();
+  private readonly deps: WriterDeps;
+  private readonly queue: KeyedWorkQueue;
+  private readonly retries = new Map<string, Backoff>();
+  private leading = false;
+
+  constructor(deps: WriterDeps) {
+    this.deps = deps;
+    this.queue = new KeyedWorkQueue((node, since) => this.sync(node, since), deps.concurrency);
+  }
+
+  get depth(): number {
+    return this.queue.depth;
+  }
+
+  idle(): boolean {
+    return this.queue.idle();
+  }
+
+  /** A CPS watch event: the store learns of it, and a leader checks the node (repairing hand edits). */
+  observe(type: 'upsert' | 'delete', object: CompiledPolicySet): void {
+    const changed = type === 'delete' ? this.store.delete(object) : this.store.upsert(object);
+    if (changed && this.leading) this.queue.add(object.metadata.name);
+  }
+
+  /** Nodes whose compiled spec changed; `since` is when the first event that changed them arrived. */
+  enqueue(node: string, since?: number): void {
+    if (this.leading) this.queue.add(node, since);
+  }
+
+  /** Becomes the writer: checks every node and every existing CPS (stale ones are deleted). */
+  lead(): void {
+    this.leading = true;
+    for (const name of new Set([...this.deps.nodeNames(), ...this.store.names()])) this.queue.add(name);
+    this.queue.resume();
+  }
+
+  /** Stops writing; writes in flight finish. */
+  async standBy(): Promise<void> {
+    this.leading = false;
+    this.queue.pause();
+    this.queue.clear();
+    await this.queue.drain();
+  }
+
+  private async sync(node: string, since: number): Promise<void> {
+    let observed = this.store.get(node);
+    const backoff = new Backoff(50, 1000);
+    for (let attempt = 1; attempt <= MAX_ATTEMPTS && this.leading; attempt++) {
+      const outcome = await this.attempt(node, observed, since);
+      if (outcome.done) {
+        this.retries.delete(node);
+        return;
+      }
+      observed = outcome.fresh;
+      if (attempt < MAX_ATTEMPTS) await sleep(backoff.next());
+    }
+    if (!this.leading) return;
+    const later = this.retries.get(node) ?? new Backoff(1000, 30_000);
+    this.retries.set(node, later);
+    const delay = later.next();
+    this.deps.log.warn({ node, retryMs: Math.round(delay) }, 'CompiledPolicySet not written; retrying later');
+    this.queue.retryLater(node, since, delay);
+  }
+
+  private async attempt(node: string, observed: ObservedCps | undefined, since: number): Promise<Attempt> {
+    let action: CpsAction;
+    try {
+      action = planCpsWrite(this.deps.desired(node), this.deps.nodeRef(node), observed, this.deps.budgetBytes);
+    } catch (e) {
+      if (!(e instanceof SpecTooLargeError)) throw e;
+      this.count('too_large');
+      this.deps.log.error({ node, err: e.message }, 'CompiledPolicySet exceeds the size budget; the previous one stays');
+      return { done: true };
+    }
+    if (action.kind === 'noop') return { done: true };
+    try {
+      await this.execute(action, since);
+      return { done: true };
+    } catch (e) {
+      return this.failed(node, action, e);
+    }
+  }
+
+  private async failed(node: string, action: CpsAction, e: unknown): Promise<Attempt> {
+    const code = e instanceof ApiException ? e.code : undefined;
+    if (action.kind === 'delete' && code === 404) {
+      this.store.delete({ metadata: { name: node } });
+      return { done: true };
+    }
+    if (code === 409 || code === 404) {
+      this.count('conflict');
+      return { done: false, fresh: await this.read(node) };
+    }
+    this.count('error');
+    this.deps.log.warn({ node, action: action.kind, code, err: errorText(e) }, 'CompiledPolicySet write failed');
+    return { done: false, fresh: this.store.get(node) };
+  }
+
+  private async execute(action: Exclude<CpsAction, { kind: 'noop' }>, since: number): Promise<void> {
+    if (action.kind === 'delete') {
+      const body = action.uid ? { preconditions: { uid: action.uid } } : undefined;
+      await this.deps.custom.deleteClusterCustomObject({ ...api, name: action.name, body });
+      this.store.delete({ metadata: { name: action.name, uid: action.uid } });
+      this.count('deleted');
+      this.deps.log.info({ node: action.name }, 'CompiledPolicySet deleted (its Node is gone)');
+      return;
+    }
+    const body = action.object;
+    const written = (action.kind === 'create'
+      ? await this.deps.custom.createClusterCustomObject({ ...api, body })
+      : await this.deps.custom.replaceClusterCustomObject({ ...api, name: body.metadata.name, body })) as CompiledPolicySet;
+    this.recordWrite(action.kind === 'create' ? 'created' : 'updated', written, Buffer.byteLength(JSON.stringify(body)), since);
+    await this.markPending(written);
+  }
+
+  private recordWrite(result: WriteResult, written: CompiledPolicySet, bytes: number, since: number): void {
+    this.store.upsert(written);
+    this.count(result);
+    this.deps.metrics.cpsBytes.inc(bytes);
+    this.deps.metrics.eventToWrite.observe((performance.now() - since) / 1000);
+    this.deps.log.debug({ node: written.metadata.name, result, generation: written.metadata.generation, bytes }, 'CompiledPolicySet written');
+  }
+
+  /** InSync=False/Pending for the new generation, unless the agent has written status since (in-sync.ts). */
+  private async markPending(written: CompiledPolicySet): Promise<void> {
+    const ops = pendingStatusPatch(written, conditionTime());
+    if (!ops) return;
+    try {
+      const patched = (await this.deps.custom.patchClusterCustomObjectStatus({ ...api, name: written.metadata.name, body: ops }, jsonPatch)) as CompiledPolicySet;
+      this.store.upsert(patched);
+      this.count('status');
+    } catch (e) {
+      const code = e instanceof ApiException ? e.code : undefined;
+      if (code === 409 || code === 422 || code === 404) return; // the agent (or a deletion) got there first
+      this.deps.log.warn({ node: written.metadata.name, code, err: errorText(e) }, 'could not mark CompiledPolicySet pending');
+    }
+  }
+
+  private async read(node: string): Promise<ObservedCps | undefined> {
+    try {
+      const fresh = (await this.deps.custom.getClusterCustomObject({ ...api, name: node })) as CompiledPolicySet;
+      this.store.upsert(fresh);
+      return this.store.get(node);
+    } catch (e) {
+      if (e instanceof ApiException && e.code === 404) {
+        this.store.delete({ metadata: { name: node } });
+        return undefined;
+      }
+      this.deps.log.warn({ node, err: errorText(e) }, 'CompiledPolicySet re-read failed');
+      return this.store.get(node);
+    }
+  }
+
+  private count(result: WriteResult): void {
+    this.deps.metrics.cpsWrites.inc({ result });
+  }
+}
+
+export function errorText(e: unknown): string {
+  if (e instanceof ApiException) {
+    try {
+      return (JSON.parse(String(e.body)) as { message?: string }).message ?? String(e.body);
+    } catch {
+      return String(e.body ?? e.message);
+    }
+  }
+  return (e as Error)?.message ?? String(e);
+}

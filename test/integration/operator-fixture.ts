@@ -1,0 +1,213 @@
+// Shared by the operator's integration tests: uniquely named cluster objects that clean up after
+// themselves, an in-process operator with short timings, and the yardstick every test compares
+// with: `PolicyCompiler.compile` of the very objects the apiserver holds.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import {
+  ApiException,
+  CoordinationV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  NetworkingV1Api,
+  type KubeConfig,
+  type V1NetworkPolicy,
+} from '@kubernetes/client-node';
+import { expandSpec } from '../../crds/codec.ts';
+import { CPS_GROUP, CPS_PLURAL, CPS_VERSION, type CompiledPolicySet, type CompiledPolicySetSpec } from '../../crds/types.ts';
+import type { ClusterSnapshot } from '../../model/cluster.ts';
+import { PolicyCompiler } from '../../operator/compile/compiler.ts';
+import { startOperator, type OperatorHandle } from '../../operator/operator.ts';
+import type { OperatorOptionsInput } from '../../operator/options.ts';
+import { counterTotal } from '../../operator/metrics.ts';
+import { createLogger, silentLogger } from '../../runtime/log.ts';
+import { kubelet, type Kubelet, type PodSpec } from '../cluster/kubelet.ts';
+import { testCluster } from './env.ts';
+
+export const cpsApi = { group: CPS_GROUP, version: CPS_VERSION, plural: CPS_PLURAL };
+export const run = randomBytes(3).toString('hex');
+
+/** Lease timings for tests: a crashed leader is replaced within about 2.5 s. */
+export const FAST_LEASE = { durationMs: 2000, renewMs: 300, retryMs: 300, renewDeadlineMs: 1400 };
+
+type Cleanup = { after(fn: () => Promise<void> | void): void };
+
+export interface Kube {
+  kc: KubeConfig;
+  k: Kubelet;
+  core: CoreV1Api;
+  net: NetworkingV1Api;
+  custom: CustomObjectsApi;
+}
+
+export function kube(kc = testCluster().kubeConfig()): Kube {
+  return { kc, k: kubelet(kc), core: kc.makeApiClient(CoreV1Api), net: kc.makeApiClient(NetworkingV1Api), custom: kc.makeApiClient(CustomObjectsApi) };
+}
+
+let podCidrCounter = 0;
+const secondOctet = 100 + (parseInt(run, 16) % 100);
+
+/** A test's own world: every name carries the test's label and the run id; all of it is deleted after the test. */
+export class World {
+  readonly kube: Kube;
+  readonly label: string;
+  readonly nodes: string[] = [];
+  private readonly cleanups: Array<() => Promise<unknown> | unknown> = [];
+
+  constructor(t: Cleanup, label: string, kubeApi = kube()) {
+    this.label = label;
+    this.kube = kubeApi;
+    // Last made, first removed: operators stop before their namespaces and nodes go.
+    t.after(async () => {
+      for (const cleanup of this.cleanups.reverse()) await cleanup();
+    });
+  }
+
+  name(base: string): string {
+    return `op-${this.label}-${base}-${run}`;
+  }
+
+  async namespace(base: string, labels: Record<string, string> = {}): Promise<string> {
+    const name = this.name(base);
+    this.cleanups.push(() => this.kube.k.deleteNamespace(name));
+    await this.kube.k.createNamespace(name, labels);
+    return name;
+  }
+
+  async node(base: string): Promise<string> {
+    const name = this.name(base);
+    this.cleanups.push(async () => {
+      await this.kube.k.deleteNode(name);
+      await deleteCps(this.kube.custom, name);
+    });
+    await this.kube.k.createNode(name, `10.${secondOctet}.${podCidrCounter++ % 256}.0/24`);
+    this.nodes.push(name);
+    return name;
+  }
+
+  pod(spec: PodSpec): Promise<unknown> {
+    return this.kube.k.createPod(spec);
+  }
+
+  policy(namespace: string, body: V1NetworkPolicy): Promise<V1NetworkPolicy> {
+    return this.kube.net.createNamespacedNetworkPolicy({ namespace, body });
+  }
+
+  /** An operator for this test, stopped (lease released) when the test ends. */
+  async operator(overrides: OperatorOptionsInput = {}): Promise<OperatorHandle> {
+    const handle = await startOperator({
+      kubeConfig: this.kube.kc,
+      leaseName: this.name('lease'),
+      identity: `${this.label}-${randomBytes(2).toString('hex')}`,
+      metricsPort: 0,
+      metricsHost: '127.0.0.1',
+      lease: FAST_LEASE,
+      log: testLogger(),
+      ...overrides,
+    });
+    this.cleanups.push(async () => {
+      await handle.stop();
+      const { namespace, leaseName } = handle.options;
+      await this.kube.kc.makeApiClient(CoordinationV1Api).deleteNamespacedLease({ namespace, name: leaseName }).catch(() => undefined);
+    });
+    return handle;
+  }
+}
+
+export function testLogger() {
+  return process.env.FENCER_TEST_LOG ? createLogger('fencer-operator', process.env.FENCER_TEST_LOG) : silentLogger();
+}
+
+/** Everything the apiserver holds of the four kinds the compiler reads. */
+export async function clusterSnapshot(api: Kube): Promise<ClusterSnapshot> {
+  const [namespaces, pods, nodes, policies] = await Promise.all([
+    api.core.listNamespace(),
+    api.core.listPodForAllNamespaces(),
+    api.core.listNode(),
+    api.net.listNetworkPolicyForAllNamespaces(),
+  ]);
+  return { namespaces: namespaces.items, pods: pods.items, nodes: nodes.items, policies: policies.items };
+}
+
+export async function expectedSpecs(api: Kube): Promise<Map<string, CompiledPolicySetSpec>> {
+  return PolicyCompiler.compile(await clusterSnapshot(api));
+}
+
+export async function getCps(custom: CustomObjectsApi, name: string): Promise<CompiledPolicySet | undefined> {
+  try {
+    return (await custom.getClusterCustomObject({ ...cpsApi, name })) as CompiledPolicySet;
+  } catch (e) {
+    if (e instanceof ApiException && e.code === 404) return undefined;
+    throw e;
+  }
+}
+
+export async function deleteCps(custom: CustomObjectsApi, name: string): Promise<void> {
+  try {
+    await custom.deleteClusterCustomObject({ ...cpsApi, name });
+  } catch (e) {
+    if (!(e instanceof ApiException && e.code === 404)) throw e;
+  }
+}
+
+export async function listCps(custom: CustomObjectsApi): Promise<Map<string, CompiledPolicySet>> {
+  const list = (await custom.listClusterCustomObject({ ...cpsApi })) as { items: CompiledPolicySet[] };
+  return new Map(list.items.map((o) => [o.metadata.name, o]));
+}
+
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 15_000, everyMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value !== undefined && value !== false) return value;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) assert.fail(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** Why the nodes' CompiledPolicySets differ from the compile of the cluster, or undefined when they match. */
+export async function divergence(api: Kube, nodes: string[]): Promise<string | undefined> {
+  const [expected, actual] = await Promise.all([expectedSpecs(api), listCps(api.custom)]);
+  for (const node of nodes) {
+    const want = expected.get(node);
+    const have = actual.get(node);
+    if (!want) return `node ${node} is not in the compile`;
+    if (!have) return `no CompiledPolicySet for ${node}`;
+    if (have.spec.contentHash !== want.contentHash) return `${node}: hash ${have.spec.contentHash} != ${want.contentHash}`;
+    try {
+      assert.deepEqual(expandSpec(have.spec), want);
+    } catch (e) {
+      return `${node}: same hash, different spec: ${(e as Error).message}`;
+    }
+  }
+  return undefined;
+}
+
+/** Waits until every node's CompiledPolicySet equals the compile of the cluster as it is now. */
+export async function converged(api: Kube, nodes: string[], timeoutMs = 15_000): Promise<Map<string, CompiledPolicySet>> {
+  let why: string | undefined;
+  await waitFor(`CompiledPolicySets of ${nodes.join(', ')} to match the compile`, async () => {
+    why = await divergence(api, nodes);
+    return why === undefined;
+  }, timeoutMs, 100).catch((e: Error) => assert.fail(`${e.message} (last difference: ${why})`));
+  return listCps(api.custom);
+}
+
+/** Waits until the operator is leader (or not) and has nothing left to do. */
+export function settled(op: OperatorHandle, leader = true): Promise<true> {
+  return waitFor('the operator to settle', async () => op.isLeader() === leader && op.idle(), 20_000, 20);
+}
+
+/** Spec and status writes an operator has made (conflicts and errors not counted). */
+export function writes(op: OperatorHandle): Promise<number> {
+  return counterTotal(op.metrics.cpsWrites, { name: 'result', values: ['created', 'updated', 'deleted', 'status'] });
+}
+
+export async function scrape(op: OperatorHandle, path: string): Promise<{ status: number; body: string }> {
+  const res = await fetch(`http://127.0.0.1:${op.httpPort}${path}`);
+  return { status: res.status, body: await res.text() };
+}
