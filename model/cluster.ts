@@ -41,3 +41,16 @@ export function podAddress(pod: V1Pod): string | undefined {
 export function ingressPeers(rule: { _from?: unknown; from?: unknown }): import('@kubernetes/client-node').V1NetworkPolicyPeer[] | undefined {
   return (rule.from ?? rule._from) as import('@kubernetes/client-node').V1NetworkPolicyPeer[] | undefined;
 }
+
+/**
+ * A NetworkPolicy manifest in the shape @kubernetes/client-node serializes: its models name an
+ * ingress rule's peers `_from`, and a plain `from` would be silently dropped on the way out
+ * (the policy would then allow every peer).
+ */
+export function toClientPolicy(policy: V1NetworkPolicy): V1NetworkPolicy {
+  const ingress = policy.spec?.ingress?.map((rule) => {
+    const { from, ...rest } = rule as typeof rule & { from?: unknown };
+    return from === undefined ? rule : { ...rest, _from: from as never };
+  });
+  return ingress ? { ...policy, spec: { ...policy.spec!, ingress } } : policy;
+}

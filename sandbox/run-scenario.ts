@@ -61,7 +61,8 @@ export async function runScenarioOnSandbox(cluster: Cluster, scenario: Scenario,
 }
 
 function expectedHashes(world: ScenarioWorld): Map<string, string> {
-  return new Map([...PolicyCompiler.compile(world.snapshot())].map(([node, spec]) => [node, spec.contentHash]));
+  const specs = PolicyCompiler.compile(world.snapshot());
+  return new Map([...specs].map(([node, spec]) => [node, spec.contentHash]));
 }
 
 function sandboxPod(p: PodInfo): SandboxPod {

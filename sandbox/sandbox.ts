@@ -4,6 +4,7 @@
 import { CustomObjectsApi, NetworkingV1Api, ApiException, type KubeConfig, type V1NetworkPolicy } from '@kubernetes/client-node';
 import { startAgent, type RunningAgent } from '../cli/agent.ts';
 import { expandSpec } from '../crds/codec.ts';
+import { toClientPolicy } from '../model/cluster.ts';
 import { CPS_GROUP, CPS_PLURAL, CPS_VERSION, type CompiledPolicySet } from '../crds/types.ts';
 import { startOperator, type OperatorHandle } from '../operator/operator.ts';
 import type { Logger } from '../runtime/log.ts';
@@ -96,7 +97,8 @@ export class Sandbox {
     await this.topology.removePod(entry.handle);
   }
 
-  async applyPolicy(policy: V1NetworkPolicy): Promise<void> {
+  async applyPolicy(manifest: V1NetworkPolicy): Promise<void> {
+    const policy = toClientPolicy(manifest);
     const namespace = policy.metadata!.namespace ?? 'default';
     const name = policy.metadata!.name!;
     try {
