@@ -3,10 +3,13 @@ import { hostname } from 'node:os';
 import type { Server } from 'node:http';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { Command } from 'commander';
+import type { Registry } from 'prom-client';
 import { CpsStatusWriter, ownCpsInformer } from '../agent/cps-client.ts';
 import { toolsFor, type IptablesMode } from '../agent/dataplane/linux/backend.ts';
 import { LinuxDataplane, type HookPosition } from '../agent/dataplane/linux/dataplane.ts';
 import { ExecRunner } from '../agent/dataplane/linux/runner.ts';
+import type { Dataplane } from '../agent/dataplane/dataplane.ts';
+import { windowsDataplaneFromEnv } from '../agent/dataplane/windows/from-env.ts';
 import { agentMetrics } from '../agent/metrics.ts';
 import { NodeAgent } from '../agent/node-agent.ts';
 import { serveHttp } from '../runtime/http.ts';
@@ -22,6 +25,8 @@ export interface AgentOptions {
   driftSeconds: number;
   hookPosition: HookPosition;
   iptablesMode: 'auto' | IptablesMode;
+  /** linux (ipset/iptables) or windows (HNS ACLs); default by platform. */
+  dataplane?: 'linux' | 'windows';
   log?: Logger;
 }
 
@@ -39,12 +44,19 @@ export function linuxDataplane(opts: Pick<AgentOptions, 'netns' | 'hookPosition'
   return new LinuxDataplane({ runner, hookPosition: opts.hookPosition, tools: opts.iptablesMode === 'auto' ? undefined : toolsFor(opts.iptablesMode) });
 }
 
+/** The dataplane for this platform, or the one `--dataplane` names (tests run the Windows one on Linux). */
+export function pickDataplane(opts: Pick<AgentOptions, 'netns' | 'hookPosition' | 'iptablesMode' | 'dataplane'>, registry?: Registry): Dataplane {
+  const kind = opts.dataplane ?? (process.platform === 'win32' ? 'windows' : 'linux');
+  if (kind !== 'linux' && kind !== 'windows') throw new Error(`--dataplane must be linux or windows, not "${kind}"`);
+  return kind === 'windows' ? windowsDataplaneFromEnv(registry) : linuxDataplane(opts);
+}
+
 export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const log = opts.log ?? createLogger('fencer-agent').child({ node: opts.nodeName });
   const kc = loadKubeConfig(opts.kubeconfig);
   const metrics = agentMetrics();
   const agent = new NodeAgent({
-    nodeName: opts.nodeName, agentName: `fencer-agent@${hostname()}`, dataplane: linuxDataplane(opts),
+    nodeName: opts.nodeName, agentName: `fencer-agent@${hostname()}`, dataplane: pickDataplane(opts, metrics.registry),
     statusWriter: new CpsStatusWriter(kc), metrics, log, driftIntervalMs: opts.driftSeconds * 1000,
   });
   const informer = ownCpsInformer(kc, opts.nodeName, log);
@@ -81,10 +93,11 @@ export function registerAgentCommand(program: Command): void {
     .option('--drift-seconds <s>', 'how often to verify the kernel still holds the enforced state (0: never)', (v) => Number(v), 10)
     .option('--hook-position <where>', 'FORWARD jump position: after-kube-services or first', 'after-kube-services')
     .option('--iptables-mode <mode>', 'auto, nft or legacy', 'auto')
+    .option('--dataplane <kind>', 'linux (ipset/iptables) or windows (HNS ACLs); default: by platform')
     .option('--cleanup', 'remove every chain, jump and set Fencer owns, then exit')
-    .action(async (o: { node?: string; kubeconfig?: string; netns?: string; metricsPort: number; driftSeconds: number; hookPosition: HookPosition; iptablesMode: 'auto' | IptablesMode; cleanup?: boolean }) => {
+    .action(async (o: { node?: string; kubeconfig?: string; netns?: string; metricsPort: number; driftSeconds: number; hookPosition: HookPosition; iptablesMode: 'auto' | IptablesMode; dataplane?: 'linux' | 'windows'; cleanup?: boolean }) => {
       if (o.cleanup) {
-        await linuxDataplane(o).cleanup();
+        await pickDataplane(o).cleanup();
         console.log('removed every chain, jump and set Fencer owns');
         return;
       }

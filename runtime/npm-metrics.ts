@@ -40,3 +40,24 @@ export function npmClusterMetrics(registry: Registry) {
     controllerPodExecTime: summary(registry, 'npm_controller_pod_exec_time', 'handling a Pod event (ms)', ['operation', 'had_error']),
   };
 }
+
+/** Azure NPM's Windows dataplane metrics (npm/metrics/prometheus-metrics.go: namespace npm, subsystem windows). */
+export function npmWindowsMetrics(registry: Registry) {
+  const buckets = Array.from({ length: 14 }, (_, i) => 0.016 * 2 ** i);
+  const histogram = (name: string, help: string, labelNames: string[] = []) => new Histogram({ name, help, labelNames, buckets, registers: [registry] });
+  const counter = (name: string, help: string, labelNames: string[] = []) => new Counter({ name, help, labelNames, registers: [registry] });
+  return {
+    listEndpointsLatency: histogram('npm_windows_list_endpoints_latency_seconds', 'latency in seconds to list HNS endpoints'),
+    getEndpointLatency: histogram('npm_windows_get_endpoint_latency_seconds', 'latency in seconds to get a single HNS endpoint'),
+    getNetworkLatency: histogram('npm_windows_get_network_latency_seconds', 'latency in seconds to get the HNS network'),
+    aclLatency: histogram('npm_windows_acl_latency_seconds', 'latency in seconds to add/update ACLs by operation label', ['operation']),
+    setPolicyLatency: histogram('npm_windows_setpolicy_latency_seconds', 'latency in seconds to add/update/delete SetPolicies by operation & is_nested label', ['operation', 'is_nested']),
+    listEndpointsFailures: counter('npm_windows_list_endpoints_failure_total', 'failures while listing HNS endpoints'),
+    getEndpointFailures: counter('npm_windows_get_endpoint_failure_total', 'failures while getting a single HNS endpoint'),
+    getNetworkFailures: counter('npm_windows_get_network_failure_total', 'failures while getting the HNS network'),
+    aclFailures: counter('npm_windows_acl_failure_total', 'failures while adding/updating ACLs by operation label', ['operation']),
+    setPolicyFailures: counter('npm_windows_setpolicy_failure_total', 'failures while adding/updating/deleting SetPolicies by operation & is_nested label', ['operation', 'is_nested']),
+  };
+}
+
+export type NpmWindowsMetrics = ReturnType<typeof npmWindowsMetrics>;
