@@ -3,6 +3,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { benchCompile, COMPILE_SIZES, compileReport } from './compile.ts';
 import { AGENT_SIZES, agentReport, benchAgent, type AgentResult } from './agent.ts';
+import { benchE2e } from './e2e.ts';
+import { fmt } from './stats.ts';
 
 const sections = process.argv.slice(2);
 const want = (s: string) => sections.length === 0 || sections.includes(s);
@@ -29,6 +31,19 @@ if (want('agent')) {
   }
   results.agent = agent;
   report.push('', '## Agent apply vs the kernel floor', '', 'Each run in a fresh network namespace; the floor feeds the same payloads straight to `ipset restore` and `iptables-restore`.', '', agentReport(agent));
+}
+
+if (want('e2e')) {
+  console.error('e2e: sandbox with 4 nodes and 60 pods ...');
+  const e2e = await benchE2e();
+  results.e2e = e2e;
+  report.push('', '## End to end in the sandbox', '', `${e2e.nodes} nodes, ${e2e.pods} pods; ms, median (min–max) over 20 changes each.`, '',
+    '| measure | ms |', '|---|---|',
+    `| policy change accepted → enforced on every node | ${fmt(e2e.policyEnforcedMs, 0)} (p99 ≈ max) |`,
+    `| pod label change accepted → enforced on every node | ${fmt(e2e.labelEnforcedMs, 0)} |`,
+    `| policy change accepted → a probe sees the new verdict | ${fmt(e2e.probeSeesMs, 0)} |`,
+    `| new pod selected by a deny policy: time it answered before enforcement | ${fmt(e2e.newPodReachableMs, 0)} |`,
+    '', 'Anchors: Cilium p50 9 ms / p99 317 ms at 1k nodes; Azure NPM CI accepts 30 s.');
 }
 
 mkdirSync(new URL('./out/', import.meta.url), { recursive: true });

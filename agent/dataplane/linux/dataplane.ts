@@ -162,6 +162,10 @@ export class LinuxDataplane implements Dataplane {
   }
 
   private async destroySets(names: string[]): Promise<string[]> {
+    if (names.length === 0) return [];
+    // One process for all of them; only if that fails (a set still held) go one by one.
+    const batch = await this.runner.run('ipset', ['restore', '-exist'], names.map((n) => `destroy ${n}\n`).join(''));
+    if (batch.exitCode === 0) return [];
     const left: string[] = [];
     for (const name of names) {
       let ok = false;

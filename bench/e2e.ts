@@ -1,0 +1,93 @@
+// End to end on the sandbox: from a change accepted by the apiserver to every agent enforcing it,
+// and to a probe seeing the new verdict; plus how long a new pod selected by a deny policy answers.
+import type { V1NetworkPolicy } from '@kubernetes/client-node';
+import { parseScenario } from '../matrix/scenario.ts';
+import { nodeCIDR, ScenarioWorld } from '../matrix/world.ts';
+import { PolicyCompiler } from '../operator/compile/compiler.ts';
+import { silentLogger } from '../runtime/log.ts';
+import { resetCluster } from '../sandbox/reset.ts';
+import { Sandbox } from '../sandbox/sandbox.ts';
+import { startControlPlane } from '../test/cluster/control-plane.ts';
+import { stat, type Stat } from './stats.ts';
+
+export interface E2eResult { nodes: number; pods: number; policyEnforcedMs: Stat; labelEnforcedMs: Stat; probeSeesMs: Stat; newPodReachableMs: Stat }
+
+const NAMESPACES = ['a', 'b', 'c', 'd'];
+
+function denyPolicy(ns: string, name: string, allowFrom?: string): V1NetworkPolicy {
+  return {
+    apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { namespace: ns, name },
+    spec: { podSelector: { matchLabels: { app: 'web' } }, ingress: allowFrom ? [{ from: [{ podSelector: { matchLabels: { role: allowFrom } } }] } as never] : [] },
+  };
+}
+
+export async function benchE2e(iterations = 20): Promise<E2eResult> {
+  const nodes = ['node-1', 'node-2', 'node-3', 'node-4'];
+  const pods = NAMESPACES.flatMap((ns) => Array.from({ length: 15 }, (_, i) => ({ namespace: ns, name: `p${i}`, labels: { app: i < 5 ? 'web' : 'api', role: 'client' }, ports: [{ port: 80, protocol: 'TCP' }] })));
+  const scenario = parseScenario('bench', { name: 'bench', cluster: { nodes, namespaces: Object.fromEntries(NAMESPACES.map((n) => [n, { ns: n }])), pods } });
+  const world = new ScenarioWorld(scenario);
+  const cp = await startControlPlane();
+  await resetCluster(cp.kubeConfig(), scenario.namespaces);
+  const sandbox = await Sandbox.start({ cluster: cp, nodes: nodes.map((name, i) => ({ name, podCIDR: nodeCIDR(i) })), prefix: 'fbe', log: silentLogger(), driftSeconds: 0 });
+  const expected = () => new Map([...PolicyCompiler.compile(world.snapshot())].map(([n, s]) => [n, s.contentHash]));
+  try {
+    for (const p of world.livePods()) await sandbox.addPod({ namespace: p.spec.namespace, name: p.spec.name, node: p.spec.node, ip: p.ip, labels: p.spec.labels, ports: p.spec.ports });
+    await sandbox.waitEnforced(expected());
+    const policyMs: number[] = [];
+    const labelMs: number[] = [];
+    const probeMs: number[] = [];
+    const target = [...sandbox.pods.values()].find((p) => p.pod.namespace === 'a' && p.pod.labels.app === 'web')!;
+    const client = [...sandbox.pods.values()].find((p) => p.pod.namespace === 'a' && p.pod.labels.app === 'api')!;
+    for (let i = 0; i < iterations; i++) {
+      // A policy change that opens the target to the client: enforced, then seen by a probe.
+      const deny = denyPolicy('a', 'bench', i % 2 === 0 ? undefined : 'client');
+      world.applyStep({ delete: [], deletePods: [], createPods: [], labels: [], apply: [deny as never] }, 'bench');
+      const t0 = performance.now();
+      await sandbox.applyPolicy(deny);
+      await sandbox.waitEnforced(expected());
+      policyMs.push(performance.now() - t0);
+      const wantOpen = i % 2 === 1;
+      while ((await sandbox.topology.probe(client.handle, [{ ip: target.pod.ip, protocol: 'TCP', port: 80 }], 150))[0] !== wantOpen) { /* until the verdict flips */ }
+      probeMs.push(performance.now() - t0);
+      // A pod label change that moves the client in and out of the allowed peers.
+      const role = i % 2 === 0 ? 'client' : 'other';
+      world.applyStep({ delete: [], deletePods: [], createPods: [], labels: [{ kind: 'Pod', namespace: 'a', name: client.pod.name, set: { role }, remove: [] }], apply: [] }, 'bench');
+      const t1 = performance.now();
+      await sandbox.kubelet.labelPod('a', client.pod.name, { role });
+      client.pod.labels.role = role;
+      await sandbox.waitEnforced(expected());
+      labelMs.push(performance.now() - t1);
+    }
+    const newPod = await newPodWindows(sandbox, world, expected, client.handle);
+    return { nodes: nodes.length, pods: pods.length, policyEnforcedMs: stat(policyMs), labelEnforcedMs: stat(labelMs), probeSeesMs: stat(probeMs), newPodReachableMs: stat(newPod) };
+  } finally {
+    await sandbox.stop();
+    await cp.stop();
+  }
+}
+
+/** A new pod matching a deny-all policy: how long it answers before its node enforces the policy for it. */
+async function newPodWindows(sandbox: Sandbox, world: ScenarioWorld, expected: () => Map<string, string>, client: import('../test/netns/topology.ts').PodHandle): Promise<number[]> {
+  const deny = denyPolicy('b', 'deny-new');
+  world.applyStep({ delete: [], deletePods: [], createPods: [], labels: [], apply: [deny as never] }, 'bench');
+  await sandbox.applyPolicy(deny);
+  await sandbox.waitEnforced(expected());
+  const windows: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const spec = { namespace: 'b', name: `new${i}`, labels: { app: 'web' }, node: 'node-2', ports: [{ name: 'http', port: 80, protocol: 'TCP' as const }] };
+    world.applyStep({ delete: [], deletePods: [], labels: [], apply: [], createPods: [spec] }, 'bench');
+    const info = world.livePods().find((p) => p.key === `b/new${i}`)!;
+    const started = performance.now();
+    const adding = sandbox.addPod({ ...spec, ip: info.ip });
+    let lastOpen = started;
+    let enforced = false;
+    const waiting = sandbox.waitEnforced(expected()).then(() => { enforced = true; });
+    while (!enforced) {
+      if ((await sandbox.topology.probe(client, [{ ip: info.ip, protocol: 'TCP', port: 80 }], 100).catch(() => [false]))[0]) lastOpen = performance.now();
+    }
+    await adding;
+    await waiting;
+    windows.push(lastOpen - started);
+  }
+  return windows;
+}
