@@ -4,6 +4,7 @@ import os from 'node:os';
 import { benchCompile, COMPILE_SIZES, compileReport } from './compile.ts';
 import { AGENT_SIZES, agentReport, benchAgent, type AgentResult } from './agent.ts';
 import { benchE2e } from './e2e.ts';
+import { benchScale, SCALE_SIZES, scaleReport } from './scale.ts';
 import { fmt } from './stats.ts';
 
 const sections = process.argv.slice(2);
@@ -31,6 +32,15 @@ if (want('agent')) {
   }
   results.agent = agent;
   report.push('', '## Agent apply vs the kernel floor', '', 'Each run in a fresh network namespace; the floor feeds the same payloads straight to `ipset restore` and `iptables-restore`.', '', agentReport(agent));
+}
+
+if (want('scale')) {
+  const scale = SCALE_SIZES.map((size) => {
+    console.error(`scale: ${size.nodes} nodes, ${size.pods} pods, ${size.policies} policies ...`);
+    return benchScale(size);
+  });
+  results.scale = scale;
+  report.push('', '## Cluster scale (simulation, no kernel)', '', 'Churn: pods relabelled, created and deleted in turn. Writes and bytes are what the operator sends to the apiserver; the last column is what the apiserver would send to nodes if every node watched every pod, namespace and policy (Azure NPM).', '', scaleReport(scale));
 }
 
 if (want('e2e')) {

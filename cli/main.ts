@@ -6,6 +6,7 @@ import { compileCommand } from './compile.ts';
 import { registerOperatorCommand } from './operator.ts';
 import { registerAgentCommand } from './agent.ts';
 import { registerSandboxCommand } from './sandbox.ts';
+import { registerInspectCommands } from './inspect.ts';
 
 const program = new Command('fencer').description('Kubernetes NetworkPolicy manager').showHelpAfterError();
 
@@ -25,5 +26,6 @@ registerAgentCommand(program);
 registerSandboxCommand(program);
 
 registerOperatorCommand(program);
+registerInspectCommands(program);
 
 await program.parseAsync();
