@@ -5,6 +5,7 @@ import { benchCompile, COMPILE_SIZES, compileReport } from './compile.ts';
 import { AGENT_SIZES, agentReport, benchAgent, type AgentResult } from './agent.ts';
 import { benchE2e } from './e2e.ts';
 import { benchScale, SCALE_SIZES, scaleReport } from './scale.ts';
+import { benchOperator, operatorReport } from './operator.ts';
 import { fmt } from './stats.ts';
 
 const sections = process.argv.slice(2);
@@ -32,6 +33,13 @@ if (want('agent')) {
   }
   results.agent = agent;
   report.push('', '## Agent apply vs the kernel floor', '', 'Each run in a fresh network namespace; the floor feeds the same payloads straight to `ipset restore` and `iptables-restore`.', '', agentReport(agent));
+}
+
+if (want('operator')) {
+  console.error('operator: real apiserver, 10 nodes, 1000 pods, 100 policies ...');
+  const operator = await benchOperator();
+  results.operator = operator;
+  report.push('', '## Operator against the real apiserver', '', operatorReport(operator));
 }
 
 if (want('scale')) {
