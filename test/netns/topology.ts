@@ -204,7 +204,10 @@ export class Topology {
     if (sysctl.exitCode !== 0) {
       throw new Error(`sysctl in ${n.netns} failed (is br_netfilter loaded?): ${sysctl.stderr.trim()}`);
     }
-    await ip(['-n', n.netns, 'link', 'add', 'br0', 'type', 'bridge', 'forward_delay', '0', 'stp_state', '0']);
+    // A fixed MAC: a bridge otherwise takes the lowest MAC of its ports, so removing a pod could
+    // change the gateway's MAC under every other pod's ARP cache and cut them off from other nodes.
+    const mac = `02:fe:00:00:${(n.index >> 8).toString(16).padStart(2, '0')}:${(n.index & 255).toString(16).padStart(2, '0')}`;
+    await ip(['-n', n.netns, 'link', 'add', 'br0', 'address', mac, 'type', 'bridge', 'forward_delay', '0', 'stp_state', '0']);
     await ip(['-n', n.netns, 'addr', 'add', `${n.gateway}/${n.cidr.len}`, 'dev', 'br0']);
     await ip(['-n', n.netns, 'link', 'set', 'br0', 'up']);
     await ip(['-n', n.netns, 'link', 'add', 'up0', 'type', 'veth', 'peer', 'name', fabPort, 'netns', this.fabNetns]);
