@@ -2,6 +2,7 @@
 // themselves, an in-process operator with short timings, and the yardstick every test compares
 // with: `PolicyCompiler.compile` of the very objects the apiserver holds.
 import assert from 'node:assert/strict';
+import { after, before } from 'node:test';
 import { randomBytes } from 'node:crypto';
 import {
   ApiException,
@@ -17,6 +18,7 @@ import { CPS_GROUP, CPS_PLURAL, CPS_VERSION, type CompiledPolicySet, type Compil
 import type { ClusterSnapshot } from '../../model/cluster.ts';
 import { PolicyCompiler } from '../../operator/compile/compiler.ts';
 import { startOperator, type OperatorHandle } from '../../operator/operator.ts';
+import { MANAGED_BY_LABEL } from '../../operator/cps-object.ts';
 import type { OperatorOptionsInput } from '../../operator/options.ts';
 import { counterTotal } from '../../operator/metrics.ts';
 import { createLogger, silentLogger } from '../../runtime/log.ts';
@@ -210,4 +212,23 @@ export function writes(op: OperatorHandle): Promise<number> {
 export async function scrape(op: OperatorHandle, path: string): Promise<{ status: number; body: string }> {
   const res = await fetch(`http://127.0.0.1:${op.httpPort}${path}`);
   return { status: res.status, body: await res.text() };
+}
+
+/**
+ * Installs the CRD before a file's tests and afterwards deletes the managed CompiledPolicySets they
+ * created (operators here also write CPS for nodes other test files left behind).
+ */
+export function cpsTestHooks(): { readonly api: Kube } {
+  const state = {} as { api: Kube; preexisting: Set<string> };
+  before(async () => {
+    await testCluster().installCrds();
+    state.api = kube();
+    state.preexisting = new Set((await listCps(state.api.custom)).keys());
+  });
+  after(async () => {
+    for (const [name, cps] of await listCps(state.api.custom)) {
+      if (!state.preexisting.has(name) && cps.metadata.labels?.[MANAGED_BY_LABEL] === 'fencer') await deleteCps(state.api.custom, name);
+    }
+  });
+  return state;
 }

@@ -1,28 +1,15 @@
 // Leader election between operator replicas on a real Lease: one leader, the standby writes nothing,
 // and takes over (and converges) when the leader crashes or shuts down. Short lease timings here
 // (FAST_LEASE: 2 s); the defaults (10 s lease, 2 s retry) bound a takeover at 12 s the same way.
-import { test, before, after } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { CoordinationV1Api } from '@kubernetes/client-node';
-import { MANAGED_BY_LABEL } from '../../operator/cps-object.ts';
 import type { OperatorHandle } from '../../operator/operator.ts';
-import { testCluster } from './env.ts';
-import { converged, deleteCps, FAST_LEASE, kube, listCps, settled, waitFor, World, writes, type Kube } from './operator-fixture.ts';
+import { converged, FAST_LEASE, kube, settled, waitFor, World, writes } from './operator-fixture.ts';
+import { cpsTestHooks } from './operator-fixture.ts';
 
-let api: Kube;
-let preexisting: Set<string>;
+const hooks = cpsTestHooks();
 
-before(async () => {
-  await testCluster().installCrds();
-  api = kube();
-  preexisting = new Set((await listCps(api.custom)).keys());
-});
-
-after(async () => {
-  for (const [name, cps] of await listCps(api.custom)) {
-    if (!preexisting.has(name) && cps.metadata.labels?.[MANAGED_BY_LABEL] === 'fencer') await deleteCps(api.custom, name);
-  }
-});
 
 async function smallWorld(w: World) {
   const nodes = [await w.node('n1'), await w.node('n2')];
@@ -48,7 +35,7 @@ test('two replicas: one leads, the standby writes nothing, and takes over when t
   const second = await w.operator({ leaseName: lease, identity: 'replica-b' });
   const leader = await oneLeader([first, second]);
   const standby = leader === first ? second : first;
-  await converged(api, nodes);
+  await converged(hooks.api, nodes);
   await settled(leader);
   await new Promise((r) => setTimeout(r, FAST_LEASE.durationMs)); // a whole lease period: the standby must stay put
   assert.equal(standby.isLeader(), false);
@@ -58,11 +45,11 @@ test('two replicas: one leads, the standby writes nothing, and takes over when t
   // A crash: no release. The standby waits out the lease (measured by its own clock), then leads.
   const crashed = Date.now();
   await leader.stop({ releaseLease: false });
-  await api.k.labelPod(ns, 'client', { role: 'other' });
+  await hooks.api.k.labelPod(ns, 'client', { role: 'other' });
   await waitFor('the standby to take over', async () => standby.isLeader(), 10_000, 20);
   const takeover = Date.now() - crashed;
   assert.ok(takeover <= FAST_LEASE.durationMs + FAST_LEASE.retryMs + 1000, `took over after ${takeover} ms`);
-  await converged(api, nodes);
+  await converged(hooks.api, nodes);
   assert.ok((await writes(standby)) > 0, 'the new leader wrote the change made while nobody led');
 
   const holder = await kube().kc.makeApiClient(CoordinationV1Api).readNamespacedLease({ name: lease, namespace: 'kube-system' });
@@ -77,14 +64,14 @@ test('a leader that shuts down releases the lease: the standby takes over at its
   const ops = [await w.operator({ leaseName: lease, identity: 'replica-a' }), await w.operator({ leaseName: lease, identity: 'replica-b' })];
   const leader = await oneLeader(ops);
   const standby = ops.find((o) => o !== leader)!;
-  await converged(api, nodes);
+  await converged(hooks.api, nodes);
 
   const stopped = Date.now();
   await leader.stop();
   await waitFor('the standby to take over', async () => standby.isLeader(), 5_000, 20);
   const takeover = Date.now() - stopped;
   assert.ok(takeover <= FAST_LEASE.retryMs + 700, `took over ${takeover} ms after the release`);
-  await api.k.labelPod(ns, 'client', { role: 'other' });
-  await converged(api, nodes);
+  await hooks.api.k.labelPod(ns, 'client', { role: 'other' });
+  await converged(hooks.api, nodes);
   await settled(standby);
 });

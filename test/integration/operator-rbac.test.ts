@@ -1,30 +1,18 @@
 // The operator runs under a ServiceAccount holding exactly the RBAC in operator/rbac.yaml (the rules
 // the chart grants): it lists, compiles, writes CompiledPolicySets, holds its Lease and emits Events,
 // and anything beyond those rules is refused.
-import { test, before, after } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import * as yaml from 'js-yaml';
 import { ApiException, CoordinationV1Api, CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
-import { MANAGED_BY_LABEL } from '../../operator/cps-object.ts';
 import { NOT_HONOURED_REASON } from '../../operator/events.ts';
 import { testCluster } from './env.ts';
-import { converged, deleteCps, kube, listCps, run, settled, waitFor, World, type Kube } from './operator-fixture.ts';
+import { converged, kube, listCps, run, settled, waitFor, World } from './operator-fixture.ts';
+import { cpsTestHooks } from './operator-fixture.ts';
 
-let api: Kube;
-let preexisting: Set<string>;
+const hooks = cpsTestHooks();
 
-before(async () => {
-  await testCluster().installCrds();
-  api = kube();
-  preexisting = new Set((await listCps(api.custom)).keys());
-});
-
-after(async () => {
-  for (const [name, cps] of await listCps(api.custom)) {
-    if (!preexisting.has(name) && cps.metadata.labels?.[MANAGED_BY_LABEL] === 'fencer') await deleteCps(api.custom, name);
-  }
-});
 
 interface Doc { kind: string; metadata: { name: string; namespace?: string }; roleRef?: { name: string }; subjects?: Array<{ name: string; namespace: string }> }
 
@@ -74,17 +62,17 @@ test('the operator works under the ServiceAccount and RBAC the chart grants, and
   });
 
   const op = await w.operator({ kubeConfig: saKc, namespace: home, leaseName: 'fencer-operator' });
-  await converged(api, nodes);
+  await converged(hooks.api, nodes);
   await settled(op);
-  await waitFor('the Event on the policy', async () => (await api.core.listNamespacedEvent({ namespace: ns })).items.some((e) => e.reason === NOT_HONOURED_REASON));
-  const lease = await api.kc.makeApiClient(CoordinationV1Api).readNamespacedLease({ namespace: home, name: 'fencer-operator' });
+  await waitFor('the Event on the policy', async () => (await hooks.api.core.listNamespacedEvent({ namespace: ns })).items.some((e) => e.reason === NOT_HONOURED_REASON));
+  const lease = await hooks.api.kc.makeApiClient(CoordinationV1Api).readNamespacedLease({ namespace: home, name: 'fencer-operator' });
   assert.equal(lease.spec?.holderIdentity, op.options.identity);
 
   // A node deletion: the operator deletes the CompiledPolicySet itself.
-  await api.k.labelPod(ns, 'client', { role: 'gone' });
-  await api.k.deleteNode(nodes[1]);
-  await converged(api, [nodes[0]]);
-  await waitFor('the CompiledPolicySet of the deleted node to go', async () => !(await listCps(api.custom)).has(nodes[1]));
+  await hooks.api.k.labelPod(ns, 'client', { role: 'gone' });
+  await hooks.api.k.deleteNode(nodes[1]);
+  await converged(hooks.api, [nodes[0]]);
+  await waitFor('the CompiledPolicySet of the deleted node to go', async () => !(await listCps(hooks.api.custom)).has(nodes[1]));
 
   // Nothing beyond the rules.
   const saCoordination = saKc.makeApiClient(CoordinationV1Api);

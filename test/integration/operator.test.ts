@@ -15,23 +15,11 @@ import { testCluster } from './env.ts';
 import {
   converged, cpsApi, deleteCps, expectedSpecs, getCps, kube, listCps, scrape, settled, waitFor, World, writes, type Kube,
 } from './operator-fixture.ts';
+import { cpsTestHooks } from './operator-fixture.ts';
 
 const jsonPatch = setHeaderOptions('Content-Type', PatchStrategy.JsonPatch);
-let api: Kube;
-let preexisting: Set<string>;
+const hooks = cpsTestHooks();
 
-before(async () => {
-  await testCluster().installCrds();
-  api = kube();
-  preexisting = new Set((await listCps(api.custom)).keys());
-});
-
-// Operators here also write CompiledPolicySets for nodes other test files left behind: remove those.
-after(async () => {
-  for (const [name, cps] of await listCps(api.custom)) {
-    if (!preexisting.has(name) && cps.metadata.labels?.[MANAGED_BY_LABEL] === 'fencer') await deleteCps(api.custom, name);
-  }
-});
 
 /** Three nodes, two namespaces, pods everywhere and policies of every shape the compiler handles. */
 async function threeNodeWorld(w: World) {
@@ -66,9 +54,9 @@ test('every node\'s CompiledPolicySet equals the compile of the same cluster obj
   const w = new World(t, 'equal');
   const { nodes } = await threeNodeWorld(w);
   const op = await w.operator();
-  const all = await converged(api, nodes);
+  const all = await converged(hooks.api, nodes);
   await settled(op);
-  const node1 = await api.core.readNode({ name: nodes[0] });
+  const node1 = await hooks.api.core.readNode({ name: nodes[0] });
   const cps = all.get(nodes[0])!;
   assert.deepEqual(cps.metadata.ownerReferences?.map((o) => ({ ...o })), [{ apiVersion: 'v1', kind: 'Node', name: nodes[0], uid: node1.metadata!.uid! }]);
   assert.equal(cps.metadata.labels?.[MANAGED_BY_LABEL], 'fencer');
@@ -90,22 +78,22 @@ test('one pod label change rewrites only the nodes whose output changes, once ea
   const w = new World(t, 'label');
   const { nodes, b } = await threeNodeWorld(w);
   const op = await w.operator();
-  await converged(api, nodes);
+  await converged(hooks.api, nodes);
   await settled(op);
-  const before = await listCps(api.custom);
-  const expectedBefore = await expectedSpecs(api);
+  const before = await listCps(hooks.api.custom);
+  const expectedBefore = await expectedSpecs(hooks.api);
 
   const started = Date.now();
-  await api.k.labelPod(b, 'idle', { role: 'client' }); // idle (node 3) becomes a peer of the web pods (nodes 1, 2)
-  const expectedAfter = await expectedSpecs(api);
+  await hooks.api.k.labelPod(b, 'idle', { role: 'client' }); // idle (node 3) becomes a peer of the web pods (nodes 1, 2)
+  const expectedAfter = await expectedSpecs(hooks.api);
   const changed = nodes.filter((n) => expectedBefore.get(n)!.contentHash !== expectedAfter.get(n)!.contentHash);
   assert.deepEqual(changed, [nodes[0], nodes[1]], 'the compiler says the web pods\' nodes change');
-  const after = await converged(api, nodes);
+  const after = await converged(hooks.api, nodes);
   const elapsed = Date.now() - started;
   await settled(op);
   await new Promise((r) => setTimeout(r, 300));
 
-  const now = await listCps(api.custom);
+  const now = await listCps(hooks.api.custom);
   for (const node of nodes) {
     const gen = (m: Map<string, CompiledPolicySet>) => m.get(node)!.metadata.generation;
     if (changed.includes(node)) assert.equal(gen(now), gen(before)! + 1, `${node}: one spec write`);
@@ -119,20 +107,20 @@ test('a burst of changes inside the coalescing window costs one write per affect
   const w = new World(t, 'burst');
   const { nodes, a, b } = await threeNodeWorld(w);
   const op = await w.operator({ coalesceMs: 400 });
-  await converged(api, nodes);
+  await converged(hooks.api, nodes);
   await settled(op);
-  const before = await listCps(api.custom);
+  const before = await listCps(hooks.api.custom);
   const writesBefore = await writes(op);
 
   await Promise.all([
-    api.k.labelPod(b, 'idle', { role: 'client' }),
-    api.k.labelPod(b, 'client', { extra: 'x' }),
-    api.k.labelPod(a, 'db', { tier: 'data' }),
-    api.k.labelPod(b, 'idle', { another: 'y' }),
+    hooks.api.k.labelPod(b, 'idle', { role: 'client' }),
+    hooks.api.k.labelPod(b, 'client', { extra: 'x' }),
+    hooks.api.k.labelPod(a, 'db', { tier: 'data' }),
+    hooks.api.k.labelPod(b, 'idle', { another: 'y' }),
   ]);
-  await converged(api, nodes);
+  await converged(hooks.api, nodes);
   await settled(op);
-  const now = await listCps(api.custom);
+  const now = await listCps(hooks.api.custom);
   const specWrites = nodes.filter((n) => now.get(n)!.metadata.generation !== before.get(n)!.metadata.generation);
   for (const n of specWrites) assert.equal(now.get(n)!.metadata.generation, before.get(n)!.metadata.generation! + 1, `${n}: one spec write for the burst`);
   assert.deepEqual(specWrites, [nodes[0], nodes[1]]);
@@ -143,16 +131,16 @@ test('a restarted operator writes nothing when nothing changed', async (t) => {
   const w = new World(t, 'restart');
   const { nodes } = await threeNodeWorld(w);
   const first = await w.operator();
-  await converged(api, nodes);
+  await converged(hooks.api, nodes);
   await settled(first);
   await first.stop();
-  const before = await listCps(api.custom);
+  const before = await listCps(hooks.api.custom);
 
   const second = await w.operator();
   await settled(second);
   await new Promise((r) => setTimeout(r, 500));
   assert.equal(await writes(second), 0);
-  const now = await listCps(api.custom);
+  const now = await listCps(hooks.api.custom);
   for (const [name, cps] of before) if (cps.metadata.labels?.[MANAGED_BY_LABEL] === 'fencer') assert.equal(now.get(name)?.metadata.resourceVersion, cps.metadata.resourceVersion, name);
 });
 
@@ -161,21 +149,21 @@ test('deleting a Node deletes its CompiledPolicySet; a stale one for a missing n
   const { nodes } = await threeNodeWorld(w);
   const ghost = w.name('ghost');
   const unmanaged = w.name('unmanaged');
-  t.after(() => deleteCps(api.custom, unmanaged));
-  t.after(() => deleteCps(api.custom, ghost));
-  const spec = { ...(await expectedSpecs(api)).get(nodes[0])!, nodeName: ghost };
+  t.after(() => deleteCps(hooks.api.custom, unmanaged));
+  t.after(() => deleteCps(hooks.api.custom, ghost));
+  const spec = { ...(await expectedSpecs(hooks.api)).get(nodes[0])!, nodeName: ghost };
   const stale = (name: string, labels: Record<string, string>): CompiledPolicySet => ({ apiVersion: CPS_API_VERSION, kind: CPS_KIND, metadata: { name, labels }, spec: { ...spec, nodeName: name } });
-  await api.custom.createClusterCustomObject({ ...cpsApi, body: stale(ghost, { [MANAGED_BY_LABEL]: 'fencer' }) });
-  await api.custom.createClusterCustomObject({ ...cpsApi, body: stale(unmanaged, {}) });
+  await hooks.api.custom.createClusterCustomObject({ ...cpsApi, body: stale(ghost, { [MANAGED_BY_LABEL]: 'fencer' }) });
+  await hooks.api.custom.createClusterCustomObject({ ...cpsApi, body: stale(unmanaged, {}) });
 
   const op = await w.operator();
-  await converged(api, nodes);
-  await waitFor('the stale CompiledPolicySet to be deleted', async () => (await getCps(api.custom, ghost)) === undefined);
-  assert.ok(await getCps(api.custom, unmanaged), 'objects without the managed-by label are not the operator\'s');
+  await converged(hooks.api, nodes);
+  await waitFor('the stale CompiledPolicySet to be deleted', async () => (await getCps(hooks.api.custom, ghost)) === undefined);
+  assert.ok(await getCps(hooks.api.custom, unmanaged), 'objects without the managed-by label are not the operator\'s');
 
-  await api.k.deleteNode(nodes[2]);
-  await waitFor('the deleted Node\'s CompiledPolicySet to go', async () => (await getCps(api.custom, nodes[2])) === undefined);
-  await converged(api, nodes.slice(0, 2));
+  await hooks.api.k.deleteNode(nodes[2]);
+  await waitFor('the deleted Node\'s CompiledPolicySet to go', async () => (await getCps(hooks.api.custom, nodes[2])) === undefined);
+  await converged(hooks.api, nodes.slice(0, 2));
   await settled(op);
 });
 
@@ -188,10 +176,10 @@ test('a policy with an IPv6 ipBlock gets one Warning Event per distinct message'
     metadata: { name: 'v6-peer' },
     spec: { podSelector: { matchLabels: { app: 'web' } }, ingress: [{ _from: [{ ipBlock: { cidr: 'fd00::/64' } }] }] },
   });
-  const events = async () => (await api.core.listNamespacedEvent({ namespace: ns, fieldSelector: `involvedObject.name=v6-peer` })).items.filter((e: CoreV1Event) => e.reason === NOT_HONOURED_REASON);
+  const events = async () => (await hooks.api.core.listNamespacedEvent({ namespace: ns, fieldSelector: `involvedObject.name=v6-peer` })).items.filter((e: CoreV1Event) => e.reason === NOT_HONOURED_REASON);
 
   const op = await w.operator();
-  await converged(api, [node]);
+  await converged(hooks.api, [node]);
   const [event] = await waitFor('an Event on the policy', async () => ((await events()).length ? events() : undefined));
   assert.equal(event.type, 'Warning');
   assert.equal(event.involvedObject.kind, 'NetworkPolicy');
@@ -199,8 +187,8 @@ test('a policy with an IPv6 ipBlock gets one Warning Event per distinct message'
   assert.match(event.message ?? '', /ingress\[0\]\.from\[0\]\.ipBlock\.cidr: IPv6 CIDR "fd00::\/64"/);
 
   // The same diagnostics again (a relabelled policy, a pod event, a restart): no new Event.
-  await api.net.patchNamespacedNetworkPolicy({ namespace: ns, name: 'v6-peer', body: [{ op: 'add', path: '/metadata/labels', value: { touched: 'yes' } }] }, jsonPatch);
-  await api.k.labelPod(ns, 'web', { extra: '1' });
+  await hooks.api.net.patchNamespacedNetworkPolicy({ namespace: ns, name: 'v6-peer', body: [{ op: 'add', path: '/metadata/labels', value: { touched: 'yes' } }] }, jsonPatch);
+  await hooks.api.k.labelPod(ns, 'web', { extra: '1' });
   await settled(op);
   await op.stop();
   const again = await w.operator();
@@ -209,7 +197,7 @@ test('a policy with an IPv6 ipBlock gets one Warning Event per distinct message'
   assert.equal((await events()).length, 1);
 
   // A different problem is a new message: a second Event.
-  await api.net.patchNamespacedNetworkPolicy({ namespace: ns, name: 'v6-peer', body: [{ op: 'replace', path: '/spec/ingress/0/from/0/ipBlock/cidr', value: '2001:db8::/32' }] }, jsonPatch);
+  await hooks.api.net.patchNamespacedNetworkPolicy({ namespace: ns, name: 'v6-peer', body: [{ op: 'replace', path: '/spec/ingress/0/from/0/ipBlock/cidr', value: '2001:db8::/32' }] }, jsonPatch);
   await waitFor('a second Event', async () => (await events()).length === 2);
   assert.ok((await events()).some((e) => e.message?.includes('2001:db8::/32')));
 });
@@ -220,18 +208,18 @@ test('a node whose spec exceeds the budget gets compressed member lists that exp
   const other = await w.node('n2');
   const ns = await w.namespace('big');
   await w.pod({ namespace: ns, name: 'web', node, labels: { app: 'web' } });
-  const cidr = (await api.core.readNode({ name: other })).spec!.podCIDR!;
+  const cidr = (await hooks.api.core.readNode({ name: other })).spec!.podCIDR!;
   const base = cidr.split('.').slice(0, 3).join('.');
   for (let i = 0; i < 60; i += 10) {
     await Promise.all(Array.from({ length: 10 }, (_, j) => w.pod({ namespace: ns, name: `peer-${i + j}`, node: other, labels: { role: 'peer' }, ip: `${base}.${i + j + 2}` })));
   }
   await w.policy(ns, { metadata: { name: 'from-peers' }, spec: { podSelector: { matchLabels: { app: 'web' } }, ingress: [{ _from: [{ podSelector: { matchLabels: { role: 'peer' } } }] }] } });
-  const expected = (await expectedSpecs(api)).get(node)!;
+  const expected = (await expectedSpecs(hooks.api)).get(node)!;
   const budget = specBytes(expected) - 200;
   assert.ok(budget >= 1024, `the spec is large enough to need compression (${specBytes(expected)} bytes)`);
 
   await w.operator({ cpsBudgetBytes: budget });
-  const written = (await converged(api, [node, other])).get(node)!;
+  const written = (await converged(hooks.api, [node, other])).get(node)!;
   assert.ok(written.spec.ipSets.some((s) => s.membersGzip && s.members.length === 0), 'a member list is compressed');
   assert.ok(specBytes(written.spec) <= budget, `${specBytes(written.spec)} bytes written, budget ${budget}`);
   assert.deepEqual(expandSpec(written.spec), expected);
@@ -265,8 +253,8 @@ test('`fencer operator` serves /healthz, /readyz and /cluster-metrics; on SIGTER
   };
   await waitFor('/healthz', async () => (await get('/healthz')).status === 200, 20_000, 100);
   await waitFor('/readyz', async () => (await get('/readyz')).status === 200, 20_000, 100);
-  await converged(api, nodes);
-  const coordination = api.kc.makeApiClient(CoordinationV1Api);
+  await converged(hooks.api, nodes);
+  const coordination = hooks.api.kc.makeApiClient(CoordinationV1Api);
   await waitFor('the command to hold the Lease', async () => (await coordination.readNamespacedLease({ namespace: 'kube-system', name: lease })).spec?.holderIdentity === 'cli-test');
   const metrics = await get('/cluster-metrics');
   assert.match(metrics.body, /^# TYPE npm_controller_pod_exec_time summary$/m);
@@ -283,19 +271,19 @@ test('`fencer operator` serves /healthz, /readyz and /cluster-metrics; on SIGTER
 test('the InSync=Pending patch lands on the object its spec write returned, and never on a status written after it', async (t) => {
   const w = new World(t, 'insync');
   const node = await w.node('n1');
-  const spec = (await expectedSpecs(api)).get(node)!;
-  const written = (await api.custom.createClusterCustomObject({ ...cpsApi, body: { apiVersion: CPS_API_VERSION, kind: CPS_KIND, metadata: { name: node }, spec } })) as CompiledPolicySet;
+  const spec = (await expectedSpecs(hooks.api)).get(node)!;
+  const written = (await hooks.api.custom.createClusterCustomObject({ ...cpsApi, body: { apiVersion: CPS_API_VERSION, kind: CPS_KIND, metadata: { name: node }, spec } })) as CompiledPolicySet;
   const statusPatch = setHeaderOptions('Content-Type', PatchStrategy.JsonPatch);
 
   // The agent reports after the spec write: the operator's patch, built from the older object, is refused.
   const agentStatus = { observedGeneration: 1, appliedHash: spec.contentHash, conditions: [{ type: 'InSync' as const, status: 'True' as const, reason: 'Enforced', message: 'the latest generation 1 is enforced', lastTransitionTime: '2026-01-01T00:00:00Z', observedGeneration: 1 }] };
-  const reported = (await api.custom.replaceClusterCustomObjectStatus({ ...cpsApi, name: node, body: { ...written, status: agentStatus } })) as CompiledPolicySet;
-  const late = await api.custom.patchClusterCustomObjectStatus({ ...cpsApi, name: node, body: pendingStatusPatch(written, '2026-01-01T00:00:01Z') }, statusPatch).then(() => 200, (e: { code: number }) => e.code);
+  const reported = (await hooks.api.custom.replaceClusterCustomObjectStatus({ ...cpsApi, name: node, body: { ...written, status: agentStatus } })) as CompiledPolicySet;
+  const late = await hooks.api.custom.patchClusterCustomObjectStatus({ ...cpsApi, name: node, body: pendingStatusPatch(written, '2026-01-01T00:00:01Z') }, statusPatch).then(() => 200, (e: { code: number }) => e.code);
   assert.equal(late, 422);
-  assert.deepEqual((await getCps(api.custom, node))!.status, agentStatus);
+  assert.deepEqual((await getCps(hooks.api.custom, node))!.status, agentStatus);
 
   // Built from the current object, it applies: InSync goes False/Pending, the agent's report stays.
-  const patched = (await api.custom.patchClusterCustomObjectStatus({ ...cpsApi, name: node, body: pendingStatusPatch(reported, '2026-01-01T00:00:02Z') }, statusPatch)) as CompiledPolicySet;
+  const patched = (await hooks.api.custom.patchClusterCustomObjectStatus({ ...cpsApi, name: node, body: pendingStatusPatch(reported, '2026-01-01T00:00:02Z') }, statusPatch)) as CompiledPolicySet;
   assert.equal(patched.status?.observedGeneration, 1);
   assert.deepEqual(patched.status?.conditions?.map((c) => [c.type, c.status, c.reason]), [['InSync', 'False', 'Pending']]);
 });
