@@ -1,4 +1,4 @@
-// `npm run bench [-- SECTION...]`: runs the benchmarks, prints a report, writes bench/out/results.json.
+// `npm run bench [-- SECTION...]`: runs the benchmarks; a full run writes bench/REPORT.md, bench/results.json and charts, a partial one bench/out/.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { benchCompile, COMPILE_SIZES, compileReport } from './compile.ts';
@@ -6,7 +6,9 @@ import { AGENT_SIZES, agentReport, benchAgent, type AgentResult } from './agent.
 import { benchE2e } from './e2e.ts';
 import { benchScale, SCALE_SIZES, scaleReport } from './scale.ts';
 import { benchOperator, operatorReport } from './operator.ts';
+import { benchRuleEconomy, ruleEconomyReport } from './rule-economy.ts';
 import { fmt } from './stats.ts';
+import { lineChart } from './svg.ts';
 
 const sections = process.argv.slice(2);
 const want = (s: string) => sections.length === 0 || sections.includes(s);
@@ -14,6 +16,7 @@ const results: Record<string, unknown> = {
   machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, memGB: Math.round(os.totalmem() / 2 ** 30), node: process.version },
   date: new Date().toISOString(),
 };
+const charts: Record<string, string> = {};
 const report: string[] = [`# Fencer benchmarks (${results.date})`, '', `Machine: ${os.cpus().length} × ${os.cpus()[0]?.model}, Node ${process.version}. Figures: median (min–max).`];
 
 if (want('compile')) {
@@ -22,7 +25,11 @@ if (want('compile')) {
     return benchCompile(size);
   });
   results.compile = compile;
-  report.push('', '## Compiler', '', compileReport(compile));
+  const byPolicyRatio = compile.filter((r) => r.size.policies * 10 === r.size.pods);
+  charts['compile.svg'] = lineChart('Full compile time versus cluster size', 'pods (policies = pods / 10)', 'ms', [
+    { name: 'full compile', points: byPolicyRatio.map((r) => ({ x: r.size.pods, y: r.fullMs.median })) },
+  ]);
+  report.push('', '## Compiler', '', 'Targets: incremental ≤ 1% of a full compile; 10k pods + 10k policies in ≤ 1 s and ≤ 300 MB (Antrea: ~2 s, 170 MB).', '', compileReport(compile), '', '![full compile time](compile.svg)');
 }
 
 if (want('agent')) {
@@ -32,7 +39,21 @@ if (want('agent')) {
     agent.push(await benchAgent(size, mode));
   }
   results.agent = agent;
-  report.push('', '## Agent apply vs the kernel floor', '', 'Each run in a fresh network namespace; the floor feeds the same payloads straight to `ipset restore` and `iptables-restore`.', '', agentReport(agent));
+  for (const mode of ['nft', 'legacy'] as const) {
+    const rows = agent.filter((r) => r.mode === mode);
+    charts[`agent-${mode}.svg`] = lineChart(`Agent apply versus the kernel floor (${mode})`, 'set entries', 'ms', [
+      { name: 'full apply', points: rows.map((r) => ({ x: r.size.entries, y: r.fullMs.median })) },
+      { name: 'floor', points: rows.map((r) => ({ x: r.size.entries, y: r.floorMs.median })) },
+      { name: 'one-member change', points: rows.map((r) => ({ x: r.size.entries, y: r.memberChangeMs.median })) },
+    ]);
+  }
+  report.push('', '## Agent apply vs the kernel floor', '', 'Each run in a fresh network namespace; the floor feeds the same payloads straight to `ipset restore` and `iptables-restore`.', '', agentReport(agent), '', 'Targets: full apply ≤ 1.2× the floor; one-member change ≤ 20 ms at 100k entries (Calico felix: 20–30 ms to rebuild a 10k-entry set; Azure NPM: 4 min for 640 policies on legacy, hours on nft).', '', '![nft](agent-nft.svg) ![legacy](agent-legacy.svg)');
+}
+
+if (want('economy')) {
+  const economy = benchRuleEconomy([{ pods: 1000, policies: 100, nodes: 10 }, { pods: 10000, policies: 1000, nodes: 100 }, { pods: 10000, policies: 10000, nodes: 100 }]);
+  results.economy = economy;
+  report.push('', '## Rule economy', '', 'Per node, from the Linux translation. A packet walks the hook chain, the egress and ingress dispatch (one rule per local pod of a selected group) and the chains of the targets it belongs to: the length grows with the rules of the policies selecting that pod and with the local pods, never with all policies in the cluster.', '', ruleEconomyReport(economy));
 }
 
 if (want('operator')) {
@@ -64,7 +85,10 @@ if (want('e2e')) {
     '', 'Anchors: Cilium p50 9 ms / p99 317 ms at 1k nodes; Azure NPM CI accepts 30 s.');
 }
 
-mkdirSync(new URL('./out/', import.meta.url), { recursive: true });
-writeFileSync(new URL('./out/results.json', import.meta.url), JSON.stringify(results, null, 2));
-writeFileSync(new URL('./out/REPORT.md', import.meta.url), report.join('\n') + '\n');
+// A partial run (named sections) goes to bench/out/; a full run replaces the committed report.
+const dir = new URL(sections.length ? './out/' : './', import.meta.url);
+mkdirSync(dir, { recursive: true });
+writeFileSync(new URL('results.json', dir), JSON.stringify(results, null, 2));
+writeFileSync(new URL('REPORT.md', dir), report.join('\n') + '\n');
+for (const [name, svg] of Object.entries(charts)) writeFileSync(new URL(name, dir), svg);
 console.log(report.join('\n'));
