@@ -1,5 +1,6 @@
 // `npm run bench [-- SECTION...]`: runs the benchmarks; a full run writes bench/REPORT.md, bench/results.json and charts, a partial one bench/out/.
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import { benchCompile, COMPILE_SIZES, compileReport } from './compile.ts';
 import { AGENT_SIZES, agentReport, benchAgent, type AgentResult } from './agent.ts';
@@ -83,6 +84,14 @@ if (want('e2e')) {
     `| policy change accepted → a probe sees the new verdict | ${fmt(e2e.probeSeesMs, 0)} |`,
     `| new pod selected by a deny policy: time it answered before enforcement | ${fmt(e2e.newPodReachableMs, 0)} |`,
     '', 'Anchors: Cilium p50 9 ms / p99 317 ms at 1k nodes; Azure NPM CI accepts 30 s.');
+}
+
+if (want('footprint')) {
+  console.error('footprint: operator and agent as separate processes (scripts/measure-resources.ts) ...');
+  const out = execFileSync(process.execPath, ['scripts/measure-resources.ts', '11', '1000', '100', '--seconds', '20'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const [json, ...lines] = out.trim().split('\n');
+  results.footprint = JSON.parse(json);
+  report.push('', '## Footprint', '', 'The operator and one agent as separate processes against the real apiserver (`scripts/measure-resources.ts 11 1000 100`). Target: agent RSS ≤ 80 MiB idle.', '', '```', ...lines, '```');
 }
 
 // A partial run (named sections) goes to bench/out/; a full run replaces the committed report.
