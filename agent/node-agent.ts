@@ -66,7 +66,11 @@ export class NodeAgent {
   /** A new version of the node's CompiledPolicySet (undefined: deleted; the last good state stays). */
   offer(cps: CompiledPolicySet | undefined): Promise<void> {
     if (cps && cps.metadata.generation !== this.latest?.metadata.generation) this.receivedAt = performance.now();
+    const sameSpec = !!cps && cps.metadata.generation === this.latest?.metadata.generation && cps.spec?.contentHash === this.latest?.spec?.contentHash;
     this.latest = cps;
+    // A status-only change (the agent's own Degraded report among them) while a failed apply waits
+    // for its back-off: the retry will use this version; syncing now would defeat the back-off.
+    if (sameSpec && this.retryTimer !== undefined) return Promise.resolve();
     return this.kick();
   }
 
@@ -124,6 +128,7 @@ export class NodeAgent {
       if (outcome.kind !== 'noop') {
         metrics.addIpsetExecTime.observe(outcome.ipsetMs);
         metrics.addIptablesRuleExecTime.observe(outcome.iptablesMs);
+        if (outcome.kind === 'rules') metrics.iptablesRestoreLatency.observe({ operation: 'update' }, outcome.iptablesMs / 1000);
       }
       const isNew = this.enforced?.generation !== cps.metadata.generation || this.enforced?.hash !== spec.contentHash;
       // A re-apply of what is enforced keeps its time: status then stays byte-equal and is not rewritten.
@@ -135,6 +140,8 @@ export class NodeAgent {
       this.updateGauges(spec, outcome.counts);
       this.problem = undefined;
       this.backoff.reset();
+      clearTimeout(this.retryTimer);
+      this.retryTimer = undefined;
       if (outcome.kind !== 'noop') log.info({ generation: cps.metadata.generation, kind: outcome.kind, ms: Math.round(seconds * 1000), counts: outcome.counts }, 'applied');
     } catch (e) {
       const message = (e as Error).message;
@@ -145,7 +152,10 @@ export class NodeAgent {
       const delay = this.backoff.next();
       log.error({ generation: cps.metadata.generation, err: message, retryMs: Math.round(delay), failures: this.backoff.failures }, 'apply failed; previous state kept');
       clearTimeout(this.retryTimer);
-      this.retryTimer = setTimeout(() => void this.kick(), delay);
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = undefined;
+        void this.kick();
+      }, delay);
     }
     await this.report(cps);
   }

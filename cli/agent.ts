@@ -90,12 +90,13 @@ export function registerAgentCommand(program: Command): void {
     .option('--kubeconfig <path>', 'kubeconfig (default: in-cluster or $KUBECONFIG)')
     .option('--netns <name>', 'run kernel tools inside this network namespace')
     .option('--metrics-port <port>', 'port of /node-metrics and /healthz (0: any free port, -1: none)', (v) => Number(v), 10091)
+    .option('--metrics-host <addr>', 'address to serve /node-metrics and /healthz on (default: every address)')
     .option('--drift-seconds <s>', 'how often to verify the kernel still holds the enforced state (0: never)', (v) => Number(v), 10)
     .option('--hook-position <where>', 'FORWARD jump position: after-kube-services or first', 'after-kube-services')
     .option('--iptables-mode <mode>', 'auto, nft or legacy', 'auto')
     .option('--dataplane <kind>', 'linux (ipset/iptables) or windows (HNS ACLs); default: by platform')
     .option('--cleanup', 'remove every chain, jump and set Fencer owns, then exit')
-    .action(async (o: { node?: string; kubeconfig?: string; netns?: string; metricsPort: number; driftSeconds: number; hookPosition: HookPosition; iptablesMode: 'auto' | IptablesMode; dataplane?: 'linux' | 'windows'; cleanup?: boolean }) => {
+    .action(async (o: { node?: string; kubeconfig?: string; netns?: string; metricsPort: number; metricsHost?: string; driftSeconds: number; hookPosition: HookPosition; iptablesMode: 'auto' | IptablesMode; dataplane?: 'linux' | 'windows'; cleanup?: boolean }) => {
       if (o.cleanup) {
         await pickDataplane(o).cleanup();
         console.log('removed every chain, jump and set Fencer owns');

@@ -28,15 +28,36 @@ export function encodeForBudget(spec: CompiledPolicySetSpec, budgetBytes = DEFAU
   throw new SpecTooLargeError(`the CompiledPolicySet of node ${spec.nodeName} needs ${size} bytes even compressed; the budget is ${budgetBytes}`);
 }
 
-/** The spec with every member list in plain form. */
-export function expandSpec(spec: CompiledPolicySetSpec): CompiledPolicySetSpec {
+/**
+ * The most bytes the compressed member lists of one spec may expand to: a million entries (the agent's
+ * limit) of the longest member form. A "zip bomb" written into a spec is refused, not inflated.
+ */
+export const MAX_EXPANDED_BYTES = 64 * 1024 * 1024;
+
+/** The spec with every member list in plain form; throws when the lists would expand beyond maxBytes. */
+export function expandSpec(spec: CompiledPolicySetSpec, maxBytes = MAX_EXPANDED_BYTES): CompiledPolicySetSpec {
   if (!spec.ipSets.some((s) => s.membersGzip)) return spec;
-  return { ...spec, ipSets: spec.ipSets.map(expandSet) };
+  let left = maxBytes;
+  return {
+    ...spec,
+    ipSets: spec.ipSets.map((set) => {
+      const { expanded, bytes } = expandSet(set, left);
+      left -= bytes;
+      return expanded;
+    }),
+  };
 }
 
-function expandSet(set: IPSet): IPSet {
-  if (!set.membersGzip) return set;
-  const text = gunzipSync(Buffer.from(set.membersGzip, 'base64')).toString('utf8');
+function expandSet(set: IPSet, maxBytes: number): { expanded: IPSet; bytes: number } {
+  if (!set.membersGzip) return { expanded: set, bytes: 0 };
+  let raw: Buffer;
+  try {
+    raw = gunzipSync(Buffer.from(set.membersGzip, 'base64'), { maxOutputLength: Math.max(1, maxBytes) });
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') throw new Error(`set ${set.name}: compressed members expand beyond ${maxBytes} bytes`);
+    throw e;
+  }
+  const text = raw.toString('utf8');
   const { membersGzip: _, ...rest } = set;
-  return { ...rest, members: text === '' ? [] : text.split('\n') };
+  return { expanded: { ...rest, members: text === '' ? [] : text.split('\n') }, bytes: raw.length };
 }

@@ -1,6 +1,6 @@
 // Decides what one node's CompiledPolicySet needs, from what should be (the compiled spec and the
 // Node) and what is (the object last seen). Pure; writer.ts carries the decision out.
-import { encodeForBudget } from '../crds/codec.ts';
+import { encodeForBudget, expandSpec } from '../crds/codec.ts';
 import type { CompiledPolicySet, CompiledPolicySetSpec } from '../crds/types.ts';
 import { cpsObject, MANAGED_BY_LABEL } from './cps-object.ts';
 import type { ObservedCps } from './cps-store.ts';
@@ -60,4 +60,25 @@ function replacement(object: CompiledPolicySet, observed: ObservedCps): Compiled
       ownerReferences: object.metadata.ownerReferences,
     },
   };
+}
+
+/**
+ * Whether a spec read back from the apiserver (keys reordered, member lists possibly compressed)
+ * holds exactly the compiled spec. A spec that cannot even be expanded differs.
+ */
+export function sameContent(observed: CompiledPolicySetSpec, desired: CompiledPolicySetSpec): boolean {
+  try {
+    return canonical(expandSpec(observed)) === canonical(desired);
+  } catch {
+    return false;
+  }
+}
+
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (v && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o).filter((k) => o[k] !== undefined).sort().map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(v);
 }

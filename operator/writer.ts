@@ -9,7 +9,7 @@ import { CPS_GROUP, CPS_PLURAL, CPS_VERSION, type CompiledPolicySet, type Compil
 import { Backoff, sleep } from '../runtime/backoff.ts';
 import type { Logger } from '../runtime/log.ts';
 import { CpsStore, type ObservedCps } from './cps-store.ts';
-import { planCpsWrite, type CpsAction, type NodeRef } from './cps-plan.ts';
+import { planCpsWrite, sameContent, type CpsAction, type NodeRef } from './cps-plan.ts';
 import { conditionTime, pendingStatusPatch } from './in-sync.ts';
 import type { OperatorMetrics, WriteResult } from './metrics.ts';
 import { KeyedWorkQueue } from './work-queue.ts';
@@ -38,6 +38,10 @@ export class CpsWriter {
   private readonly deps: WriterDeps;
   private readonly queue: KeyedWorkQueue;
   private readonly retries = new Map<string, Backoff>();
+  /** Spec versions no write of ours explains (hand edits, or seen at start-up), kept until compared with the compile. */
+  private readonly unchecked = new Map<string, CompiledPolicySet>();
+  /** Versions whose content differs from what their contentHash claims: rewritten like a hash difference. */
+  private readonly tampered = new Map<string, { uid: unknown; generation?: number }>();
   private leading = false;
 
   constructor(deps: WriterDeps) {
@@ -55,6 +59,8 @@ export class CpsWriter {
 
   /** A CPS watch event: the store learns of it, and a leader checks the node (repairing hand edits). */
   observe(type: 'upsert' | 'delete', object: CompiledPolicySet): void {
+    if (type === 'upsert') this.noteContent(object);
+    else this.unchecked.delete(object.metadata.name);
     const changed = type === 'delete' ? this.store.delete(object) : this.store.upsert(object);
     if (changed && this.leading) this.queue.add(object.metadata.name);
   }
@@ -99,10 +105,43 @@ export class CpsWriter {
     this.queue.retryLater(node, since, delay);
   }
 
+  /**
+   * A spec version the store does not know yet (not the echo of our own write): its content is
+   * compared with the compile before "same contentHash" is taken to mean "nothing to write", so an
+   * edit by hand that left contentHash alone is repaired too.
+   */
+  private noteContent(object: CompiledPolicySet): void {
+    const known = this.store.get(object.metadata.name);
+    if (known && known.metadata.uid === object.metadata.uid && known.metadata.generation === object.metadata.generation) return;
+    this.unchecked.set(object.metadata.name, object);
+  }
+
+  /** `observed`, marked as needing a write when its content was edited without its hash. */
+  private checkContent(node: string, observed: ObservedCps | undefined, desired: CompiledPolicySetSpec | undefined): ObservedCps | undefined {
+    if (!observed) return observed;
+    const seen = this.unchecked.get(node);
+    const sameVersion = (v: { metadata: { uid?: unknown; generation?: number } }) => v.metadata.uid === observed.metadata.uid && v.metadata.generation === observed.metadata.generation;
+    if (seen && desired) {
+      this.unchecked.delete(node);
+      if (sameVersion(seen) && seen.spec?.contentHash === desired.contentHash && !sameContent(seen.spec, desired)) {
+        this.tampered.set(node, { uid: observed.metadata.uid, generation: observed.metadata.generation });
+        this.deps.log.warn({ node, generation: observed.metadata.generation }, 'CompiledPolicySet content does not match its contentHash (edited by hand?); rewriting it');
+      }
+    }
+    const bad = this.tampered.get(node);
+    if (!bad) return observed;
+    if (bad.uid !== observed.metadata.uid || (bad.generation ?? 0) < (observed.metadata.generation ?? 0)) {
+      this.tampered.delete(node);
+      return observed;
+    }
+    return { ...observed, spec: { ...observed.spec, contentHash: `${observed.spec.contentHash} (content differs)` } };
+  }
+
   private async attempt(node: string, observed: ObservedCps | undefined, since: number): Promise<Attempt> {
     let action: CpsAction;
     try {
-      action = planCpsWrite(this.deps.desired(node), this.deps.nodeRef(node), observed, this.deps.budgetBytes);
+      const desired = this.deps.desired(node);
+      action = planCpsWrite(desired, this.deps.nodeRef(node), this.checkContent(node, observed, desired), this.deps.budgetBytes);
     } catch (e) {
       if (!(e instanceof SpecTooLargeError)) throw e;
       this.count('too_large');

@@ -95,10 +95,12 @@ export class ResilientInformer<T extends KubernetesObject> {
       listFailed = err as Error;
       if (this.lw === lw && this.hasSynced) this.scheduleRestart(err as Error);
     });
-    lw.on('connect', () => this.backoff.reset());
     this.lw = lw;
     await lw.start();
     if (listFailed) throw listFailed;
+    // Only a list that worked ends the back-off: ListWatch announces 'connect' before it lists, so
+    // resetting there retried a dead apiserver every half second, however long it stayed down.
+    this.backoff.reset();
     const present = new Set(lw.list().map(keyOf));
     for (const [key, obj] of this.known) if (!present.has(key)) this.remove(obj);
   }

@@ -30,6 +30,8 @@ export interface SandboxOptions {
   prefix: string;
   log: Logger;
   driftSeconds?: number;
+  /** false: no in-process agents (a test runs them as processes, `fencer agent --netns`). Default true. */
+  startAgents?: boolean;
 }
 
 export class Sandbox {
@@ -43,7 +45,10 @@ export class Sandbox {
   private readonly net: NetworkingV1Api;
   private readonly custom: CustomObjectsApi;
 
-  private constructor(cluster: Cluster, topology: Topology, operator: OperatorHandle) {
+  private readonly nodeNames: string[];
+
+  private constructor(cluster: Cluster, topology: Topology, operator: OperatorHandle, nodeNames: string[]) {
+    this.nodeNames = nodeNames;
     this.cluster = cluster;
     this.kc = cluster.kubeConfig();
     this.kubelet = kubelet(this.kc);
@@ -60,8 +65,8 @@ export class Sandbox {
       const kl = kubelet(opts.cluster.kubeConfig());
       for (const n of opts.nodes) await kl.createNode(n.name, n.podCIDR);
       const operator = await startOperator({ kubeConfig: opts.cluster.kubeConfig(), metricsPort: 0, metricsHost: '127.0.0.1', coalesceMs: 20, log: opts.log.child({ component: 'operator' }) });
-      const sandbox = new Sandbox(opts.cluster, topology, operator);
-      for (const n of opts.nodes) await sandbox.startAgent(n.name, opts);
+      const sandbox = new Sandbox(opts.cluster, topology, operator, opts.nodes.map((n) => n.name));
+      if (opts.startAgents !== false) for (const n of opts.nodes) await sandbox.startAgent(n.name, opts);
       return sandbox;
     } catch (e) {
       await topology.destroy();
@@ -165,6 +170,15 @@ export class Sandbox {
     this.agents.clear();
     await this.operator.stop();
     await this.topology.destroy();
+    await this.forgetNodes();
+  }
+
+  /** Removes the Nodes it registered and their CompiledPolicySets, so a shared apiserver is left as found. */
+  private async forgetNodes(): Promise<void> {
+    for (const node of this.nodeNames) {
+      await this.kubelet.deleteNode(node).catch(() => undefined);
+      await this.custom.deleteClusterCustomObject({ group: CPS_GROUP, version: CPS_VERSION, plural: CPS_PLURAL, name: node }).catch(() => undefined);
+    }
   }
 }
 

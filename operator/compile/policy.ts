@@ -138,7 +138,14 @@ function normalizePort(ctx: Ctx, path: string, p: V1NetworkPolicyPort): NormPort
     ctx.diagnostics.push(`${path}.protocol: unsupported protocol "${p.protocol}"; the port matches nothing`);
     return [];
   }
-  if (p.port === undefined || p.port === null) return [{ protocol }];
+  if (p.port === undefined || p.port === null) {
+    // The apiserver refuses an endPort without a port; offline manifests may still carry one.
+    if (p.endPort !== undefined && p.endPort !== null) {
+      ctx.diagnostics.push(`${path}.endPort: ${p.endPort} without a port; the port matches nothing`);
+      return [];
+    }
+    return [{ protocol }];
+  }
   if (typeof p.port === 'string') {
     if (p.endPort !== undefined) ctx.diagnostics.push(`${path}.endPort: ignored with the named port "${p.port}"`);
     return [{ protocol, name: p.port }];

@@ -65,6 +65,10 @@ export interface ControlPlane extends Cluster {
   readonly startupMs: number;
   /** Stops both processes (SIGTERM, then SIGKILL) and removes workDir unless FENCER_KEEP_CLUSTER=1. */
   stop(): Promise<void>;
+  /** An outage: stops kube-apiserver, then etcd (SIGTERM, then SIGKILL), keeping workDir and the ports. */
+  stopServers(): Promise<void>;
+  /** Starts etcd and kube-apiserver again on the same ports and etcd data; resolves when ready. */
+  startServers(): Promise<void>;
 }
 
 export interface StartOptions {
@@ -131,7 +135,12 @@ async function installCrdsWith(kc: KubeConfig, kubectl: Cluster['kubectl']): Pro
     const applied = await kubectl(['apply', '-f', file]);
     if (applied.exitCode !== 0) throw new Error(`kubectl apply -f ${file} failed: ${applied.stderr}`);
   }
-  const waited = await kubectl(['wait', '--for=condition=Established', '--timeout=60s', ...crdNames.map((n) => `crd/${n}`)]);
+  // Right after creation the CRD may have no status.conditions yet, which `kubectl wait` reports as an error.
+  let waited = await kubectl(['wait', '--for=condition=Established', '--timeout=60s', ...crdNames.map((n) => `crd/${n}`)]);
+  for (let i = 0; i < 20 && waited.exitCode !== 0 && /accessor error/.test(waited.stderr); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    waited = await kubectl(['wait', '--for=condition=Established', '--timeout=60s', ...crdNames.map((n) => `crd/${n}`)]);
+  }
   if (waited.exitCode !== 0) throw new Error(`CRDs not Established: ${waited.stderr}`);
   // Established can precede the resource being served for a moment: wait for a list to work.
   const custom = kc.makeApiClient(CustomObjectsApi);
@@ -477,7 +486,7 @@ async function startOnce(binDir: string, parent: string, timeoutMs: number, star
     const [etcdClient, etcdPeer, securePort] = await freePorts(3);
     const etcdUrl = `http://127.0.0.1:${etcdClient}`;
     const peerUrl = `http://127.0.0.1:${etcdPeer}`;
-    const etcd = launch(running, 'etcd', join(binDir, 'etcd'), [
+    const etcdArgs = [
       '--name=fencer',
       `--data-dir=${join(workDir, 'etcd')}`,
       `--listen-client-urls=${etcdUrl}`,
@@ -488,19 +497,9 @@ async function startOnce(binDir: string, parent: string, timeoutMs: number, star
       '--initial-cluster-state=new',
       '--unsafe-no-fsync', // throwaway data: durability buys nothing, fsync costs seconds
       '--log-level=warn',
-    ], logDir);
-    await waitUntil('etcd /health', 30_000, async () => {
-      if (etcd.exited) return fail('etcd exited during start-up');
-      try {
-        const res = await fetch(`${etcdUrl}/health`, { signal: AbortSignal.timeout(2_000) });
-        return res.ok && ((await res.json()) as { health?: string }).health === 'true';
-      } catch {
-        return false;
-      }
-    }, 50);
-
+    ];
     const server = `https://127.0.0.1:${securePort}`;
-    const apiserver = launch(running, 'kube-apiserver', join(binDir, 'kube-apiserver'), [
+    const apiserverArgs = [
       `--etcd-servers=${etcdUrl}`,
       '--bind-address=127.0.0.1',
       '--advertise-address=127.0.0.1',
@@ -521,35 +520,56 @@ async function startOnce(binDir: string, parent: string, timeoutMs: number, star
       '--endpoint-reconciler-type=none',
       '--allow-privileged=true',
       '--profiling=false',
-    ], logDir);
-
+    ];
     const tls: Tls = {
       ca: readFileSync(join(pki, 'ca.crt'), 'utf8'),
       cert: readFileSync(join(pki, 'admin.crt'), 'utf8'),
       key: readFileSync(join(pki, 'admin.key'), 'utf8'),
     };
-    let lastReadyz = '';
-    try {
-      await waitUntil('kube-apiserver /readyz', timeoutMs, async () => {
-        if (apiserver.exited) return fail('kube-apiserver exited during start-up');
+
+    // Both processes, on the same ports and etcd data directory each time (startServers after stopServers).
+    const startServers = async (): Promise<void> => {
+      running.procs = [];
+      const etcd = launch(running, 'etcd', join(binDir, 'etcd'), etcdArgs, logDir);
+      await waitUntil('etcd /health', 30_000, async () => {
         if (etcd.exited) return fail('etcd exited during start-up');
         try {
-          const res = await httpsGet(`${server}/readyz?verbose`, tls);
-          lastReadyz = res.body;
-          return res.status === 200;
-        } catch (e) {
-          lastReadyz = String(e);
+          const res = await fetch(`${etcdUrl}/health`, { signal: AbortSignal.timeout(2_000) });
+          return res.ok && ((await res.json()) as { health?: string }).health === 'true';
+        } catch {
           return false;
         }
-      });
-      // The apiserver creates the default namespace itself, shortly after it reports ready.
-      await waitUntil('namespace "default"', 30_000, async () => (await httpsGet(`${server}/api/v1/namespaces/default`, tls)).status === 200);
-    } catch (e) {
-      if (e instanceof Error && !(e instanceof StartFailure) && /timed out/.test(e.message)) {
-        return await fail(`${e.message}\nlast /readyz: ${lastReadyz}`);
+      }, 50);
+      const apiserver = launch(running, 'kube-apiserver', join(binDir, 'kube-apiserver'), apiserverArgs, logDir);
+      let lastReadyz = '';
+      try {
+        await waitUntil('kube-apiserver /readyz', timeoutMs, async () => {
+          if (apiserver.exited) return fail('kube-apiserver exited during start-up');
+          if (etcd.exited) return fail('etcd exited during start-up');
+          try {
+            const res = await httpsGet(`${server}/readyz?verbose`, tls);
+            lastReadyz = res.body;
+            return res.status === 200;
+          } catch (e) {
+            lastReadyz = String(e);
+            return false;
+          }
+        });
+        // The apiserver creates the default namespace itself, shortly after it reports ready.
+        await waitUntil('namespace "default"', 30_000, async () => (await httpsGet(`${server}/api/v1/namespaces/default`, tls)).status === 200);
+      } catch (e) {
+        if (e instanceof Error && !(e instanceof StartFailure) && /timed out/.test(e.message)) {
+          return await fail(`${e.message}\nlast /readyz: ${lastReadyz}`);
+        }
+        throw e;
       }
-      throw e;
-    }
+    };
+    const stopServers = async (): Promise<void> => {
+      const [etcd, apiserver] = running.procs;
+      if (apiserver) await terminate(apiserver, 10_000);
+      if (etcd) await terminate(etcd, 10_000);
+    };
+    await startServers();
 
     const kubeconfigPath = join(workDir, 'kubeconfig');
     writeKubeconfig(kubeconfigPath, server, pki);
@@ -561,6 +581,8 @@ async function startOnce(binDir: string, parent: string, timeoutMs: number, star
       etcdUrl,
       startupMs: Date.now() - started,
       stop: running.stop,
+      stopServers,
+      startServers,
     };
   } catch (e) {
     await running.stop();

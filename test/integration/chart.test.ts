@@ -12,6 +12,7 @@ import { execa } from 'execa';
 import { startAgent } from '../../cli/agent.ts';
 import { CpsStatusWriter } from '../../agent/cps-client.ts';
 import type { CompiledPolicySet } from '../../crds/types.ts';
+import { kubeConfigForNode } from '../faults/tokens.ts';
 import { createNetns } from '../helpers/netns.ts';
 import { chartDir, helm, helmArgs, render, type K8sObject } from '../helpers/chart.ts';
 import { testCluster } from './env.ts';
@@ -93,7 +94,9 @@ test('helm install: every object accepted; operator and agent work under the cha
 
   // An agent, under the agent ServiceAccount: it watches its own CPS, enforces it in a network
   // namespace and writes its status.
-  const agentKc = await testCluster().kubeConfigFor(namespace, `${fullname}-agent`);
+  // A token bound to a pod on the agent's node, as the DaemonSet's projected token is: the chart's
+  // ValidatingAdmissionPolicy lets an agent write only its own node's status.
+  const agentKc = await kubeConfigForNode(hooks.api.kc, namespace, `${fullname}-agent`, nodes[0]);
   const agentCustom = agentKc.makeApiClient(CustomObjectsApi);
   await waitFor('the agent binding to take effect', async () => (await status(() => agentCustom.listClusterCustomObject({ ...cpsApi, limit: 1 }))) === 200, 10_000, 100);
   const dir = mkdtempSync(join(tmpdir(), 'fencer-chart-'));
@@ -117,10 +120,10 @@ test('helm install: every object accepted; operator and agent work under the cha
   assert.equal(enforced.status?.appliedHash, enforced.spec.contentHash);
   assert.match(netns.exec(['ipset', 'list', '-n']), /\S/, 'the sets are in the kernel');
 
-  // The same status write through CpsStatusWriter directly, as the agent for the other node.
+  // The same status write through CpsStatusWriter directly, as the agent of node 1 for node 2: refused.
   const other = (await agentCustom.getClusterCustomObject({ ...cpsApi, name: nodes[1] })) as CompiledPolicySet;
-  const wrote = await new CpsStatusWriter(agentKc).writeStatus(other, { observedGeneration: other.metadata.generation, appliedHash: other.spec.contentHash, agent: 'chart-test' });
-  assert.equal(wrote, true);
+  await assert.rejects(new CpsStatusWriter(agentKc).writeStatus(other, { observedGeneration: other.metadata.generation, appliedHash: other.spec.contentHash, agent: 'chart-test' }),
+    (e: unknown) => e instanceof ApiException && e.code === 403 && /its own node/.test(String(e.body)));
 
   // Beyond the rules: refused.
   const refusals: Array<[string, number, () => Promise<unknown>]> = [

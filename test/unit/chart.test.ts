@@ -48,8 +48,9 @@ test('the default render: operator, Linux agent, RBAC, settings and the NPM metr
     'Role/fencer-operator-leader-election', 'RoleBinding/fencer-operator-leader-election',
     'Service/npm-metrics-cluster-service',
     'ServiceAccount/fencer-agent', 'ServiceAccount/fencer-operator',
+    'ValidatingAdmissionPolicy/fencer-agent-own-node-status', 'ValidatingAdmissionPolicyBinding/fencer-agent-own-node-status',
   ]);
-  for (const o of defaults) if (o.kind !== 'CustomResourceDefinition' && !o.kind.startsWith('Cluster')) assert.equal(o.metadata.namespace, 'kube-system', `${o.kind}/${o.metadata.name}`);
+  for (const o of defaults) if (o.kind !== 'CustomResourceDefinition' && !o.kind.startsWith('Cluster') && !o.kind.startsWith('ValidatingAdmissionPolicy')) assert.equal(o.metadata.namespace, 'kube-system', `${o.kind}/${o.metadata.name}`);
 });
 
 test('every value switched on: Windows agent, ServiceMonitor, PrometheusRule, dashboards, in another namespace and release', () => {
