@@ -8,6 +8,7 @@ import { benchE2e } from './e2e.ts';
 import { benchScale, SCALE_SIZES, scaleReport } from './scale.ts';
 import { benchOperator, operatorReport } from './operator.ts';
 import { benchRuleEconomy, ruleEconomyReport } from './rule-economy.ts';
+import { benchFuzz, fuzzReport } from './fuzz.ts';
 import { fmt } from './stats.ts';
 import { lineChart } from './svg.ts';
 
@@ -84,6 +85,14 @@ if (want('e2e')) {
     `| policy change accepted → a probe sees the new verdict | ${fmt(e2e.probeSeesMs, 0)} |`,
     `| new pod selected by a deny policy: time it answered before enforcement | ${fmt(e2e.newPodReachableMs, 0)} |`,
     '', 'Anchors: Cilium p50 9 ms / p99 317 ms at 1k nodes; Azure NPM CI accepts 30 s.');
+}
+
+if (sections.includes('fuzz')) {
+  // Only on request: 100k cases take over a minute.
+  console.error('fuzz: compiled rules against the oracle ...');
+  const fuzz = benchFuzz();
+  results.fuzz = fuzz;
+  report.push('', '## Compiler fuzzing', '', fuzzReport(fuzz));
 }
 
 if (want('footprint')) {
