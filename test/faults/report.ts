@@ -53,7 +53,6 @@ export const EXPECTED_ROWS = [
   '10-rbac-agent',
   '10-admission-own-node',
   '10-rbac-operator',
-  '10-npm-audit',
 ] as const;
 
 export function readRows(): ReliabilityRow[] {
