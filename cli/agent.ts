@@ -1,7 +1,6 @@
 // `fencer agent`: enforce this node's CompiledPolicySet; `--cleanup` removes everything Fencer owns.
 import { hostname } from 'node:os';
 import type { Server } from 'node:http';
-import { KubeConfig } from '@kubernetes/client-node';
 import type { Command } from 'commander';
 import type { Registry } from 'prom-client';
 import { CpsStatusWriter, ownCpsInformer } from '../agent/cps-client.ts';
@@ -14,6 +13,7 @@ import { agentMetrics } from '../agent/metrics.ts';
 import { NodeAgent } from '../agent/node-agent.ts';
 import { serveHttp } from '../runtime/http.ts';
 import { createLogger, type Logger } from '../runtime/log.ts';
+import { loadKubeConfig } from '../runtime/kubeconfig.ts';
 
 export interface AgentOptions {
   nodeName: string;
@@ -31,13 +31,6 @@ export interface AgentOptions {
 }
 
 export interface RunningAgent { agent: NodeAgent; stop(): Promise<void>; metricsPort?: number }
-
-export function loadKubeConfig(path?: string): KubeConfig {
-  const kc = new KubeConfig();
-  if (path) kc.loadFromFile(path);
-  else kc.loadFromDefault();
-  return kc;
-}
 
 export function linuxDataplane(opts: Pick<AgentOptions, 'netns' | 'hookPosition' | 'iptablesMode'>): LinuxDataplane {
   const runner = new ExecRunner(opts.netns ? ['ip', 'netns', 'exec', opts.netns] : []);

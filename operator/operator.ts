@@ -15,6 +15,7 @@ import { operatorMetrics, type OperatorMetrics } from './metrics.ts';
 import { resolveOptions, type OperatorOptions, type OperatorOptionsInput } from './options.ts';
 import { Reconciler } from './reconciler.ts';
 import { CpsWriter } from './writer.ts';
+import { loadKubeConfig } from '../runtime/kubeconfig.ts';
 
 export interface OperatorHandle {
   readonly options: OperatorOptions;
@@ -31,13 +32,6 @@ export interface OperatorHandle {
   compiledPolicySets(): ObservedCps[];
   /** Stops watching, finishes writes in flight, releases the Lease (unless releaseLease is false: a crash, for tests). */
   stop(opts?: { releaseLease?: boolean }): Promise<void>;
-}
-
-export function loadKubeConfig(path?: string): KubeConfig {
-  const kc = new KubeConfig();
-  if (path) kc.loadFromFile(path);
-  else kc.loadFromDefault();
-  return kc;
 }
 
 interface Parts {
