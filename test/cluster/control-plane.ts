@@ -173,12 +173,10 @@ export async function tokenFor(kc: KubeConfig, namespace: string, serviceAccount
   return token;
 }
 
-/** A KubeConfig for the same cluster as `admin`, authenticating with a ServiceAccount token. */
-export async function kubeConfigFor(admin: KubeConfig, namespace: string, serviceAccount: string): Promise<KubeConfig> {
+/** A KubeConfig for the same cluster as `admin`, authenticating with `token`. */
+export function tokenKubeConfig(admin: KubeConfig, token: string, user = 'token-user'): KubeConfig {
   const cluster = admin.getCurrentCluster();
   if (!cluster) throw new Error('admin KubeConfig has no current cluster');
-  const token = await tokenFor(admin, namespace, serviceAccount);
-  const user = `system:serviceaccount:${namespace}:${serviceAccount}`;
   const kc = new KubeConfig();
   kc.loadFromOptions({
     clusters: [{ name: cluster.name, server: cluster.server, caData: cluster.caData, caFile: cluster.caFile, skipTLSVerify: false }],
@@ -187,6 +185,11 @@ export async function kubeConfigFor(admin: KubeConfig, namespace: string, servic
     currentContext: user,
   });
   return kc;
+}
+
+/** A KubeConfig for the same cluster as `admin`, authenticating with a ServiceAccount token. */
+export async function kubeConfigFor(admin: KubeConfig, namespace: string, serviceAccount: string): Promise<KubeConfig> {
+  return tokenKubeConfig(admin, await tokenFor(admin, namespace, serviceAccount), `system:serviceaccount:${namespace}:${serviceAccount}`);
 }
 
 /** A Cluster for an already running control plane, known by its admin kubeconfig. */

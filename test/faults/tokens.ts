@@ -1,7 +1,10 @@
 // ServiceAccount tokens bound to a pod on a node, as a DaemonSet pod's projected token is: the
 // apiserver then adds the node's name and uid to the token's user extra
 // ("authentication.kubernetes.io/node-name"), which the chart's ValidatingAdmissionPolicy checks.
-import { ApiException, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { ApiException, CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { tokenKubeConfig } from '../cluster/control-plane.ts';
+
+export { tokenKubeConfig };
 
 /** A token for `serviceAccount`, bound to a pod (created if missing) of that ServiceAccount on `node`. */
 export async function nodeBoundToken(admin: KubeConfig, namespace: string, serviceAccount: string, node: string): Promise<string> {
@@ -21,19 +24,6 @@ export async function nodeBoundToken(admin: KubeConfig, namespace: string, servi
   const token = r.status?.token;
   if (!token) throw new Error(`TokenRequest for ${namespace}/${serviceAccount} returned no token`);
   return token;
-}
-
-/** A KubeConfig for the same cluster as `admin`, authenticating with `token`. */
-export function tokenKubeConfig(admin: KubeConfig, token: string, user = 'token-user'): KubeConfig {
-  const cluster = admin.getCurrentCluster()!;
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: cluster.name, server: cluster.server, caData: cluster.caData, caFile: cluster.caFile, skipTLSVerify: false }],
-    users: [{ name: user, token }],
-    contexts: [{ name: user, cluster: cluster.name, user }],
-    currentContext: user,
-  });
-  return kc;
 }
 
 /** The agent's KubeConfig as the chart's DaemonSet pod on `node` would have it. */

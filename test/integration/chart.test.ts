@@ -17,6 +17,7 @@ import { createNetns } from '../helpers/netns.ts';
 import { chartDir, helm, helmArgs, render, type K8sObject } from '../helpers/chart.ts';
 import { testCluster } from './env.ts';
 import { converged, cpsApi, cpsTestHooks, FAST_LEASE, getCps, run, settled, testLogger, waitFor, World } from './operator-fixture.ts';
+import { apiStatus } from '../helpers/api-status.ts';
 
 const hooks = cpsTestHooks();
 const release = `chart-${run}`;
@@ -34,15 +35,7 @@ async function helmRun(args: string[]): Promise<{ code: number; out: string }> {
   return { code: r.exitCode ?? 1, out: r.all ?? '' };
 }
 
-async function status(call: () => Promise<unknown>): Promise<number> {
-  try {
-    await call();
-    return 200;
-  } catch (e) {
-    if (e instanceof ApiException) return e.code;
-    throw e;
-  }
-}
+const status = apiStatus;
 
 const resource = (o: K8sObject) => `${o.kind.toLowerCase()}/${o.metadata.name}`;
 async function exists(o: K8sObject): Promise<boolean> {

@@ -5,11 +5,12 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import * as yaml from 'js-yaml';
-import { ApiException, CoordinationV1Api, CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { CoordinationV1Api, CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { NOT_HONOURED_REASON } from '../../operator/events.ts';
 import { testCluster } from './env.ts';
 import { converged, kube, listCps, run, settled, waitFor, World } from './operator-fixture.ts';
 import { cpsTestHooks } from './operator-fixture.ts';
+import { apiStatus } from '../helpers/api-status.ts';
 
 const hooks = cpsTestHooks();
 
@@ -28,15 +29,7 @@ function rbacFor(namespace: string, suffix: string): string {
   return docs.map((d) => yaml.dump(d)).join('---\n');
 }
 
-async function refused(call: () => Promise<unknown>): Promise<number> {
-  try {
-    await call();
-    return 200;
-  } catch (e) {
-    if (e instanceof ApiException) return e.code;
-    throw e;
-  }
-}
+const refused = apiStatus;
 
 test('the operator works under the ServiceAccount and RBAC the chart grants, and nothing more', async (t) => {
   const w = new World(t, 'rbac');
