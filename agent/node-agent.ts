@@ -1,13 +1,12 @@
 // The agent's loop: take the node's latest CompiledPolicySet, validate it whole, apply it, report.
 // One sync at a time; failures retry with back-off; a drift check re-applies what someone removed.
-import { expandSpec } from '../crds/codec.ts';
 import type { CompiledPolicySet, CompiledPolicySetSpec, CompiledPolicySetStatus } from '../crds/types.ts';
 import { Backoff } from '../runtime/backoff.ts';
 import type { Logger } from '../runtime/log.ts';
 import type { Dataplane } from './dataplane/dataplane.ts';
 import type { AgentMetrics } from './metrics.ts';
 import { buildStatus, sameStatus, type AgentReport, type Enforced } from './status.ts';
-import { validateCps, validateSpec, DEFAULT_LIMITS, type ValidationLimits } from './validate.ts';
+import { AcceptedMembers, checkCps, DEFAULT_LIMITS, type ValidationLimits } from './validate.ts';
 
 export interface StatusWriter {
   /** False when the object changed since `cps` was read (the newer version brings its own sync). */
@@ -28,6 +27,7 @@ export interface NodeAgentOptions {
 export class NodeAgent {
   private readonly opts: NodeAgentOptions;
   private readonly backoff = new Backoff(500, 30000);
+  private readonly accepted = new AcceptedMembers();
   private latest?: CompiledPolicySet;
   private receivedAt = 0;
   private enforced?: Enforced & { spec: CompiledPolicySetSpec };
@@ -95,17 +95,8 @@ export class NodeAgent {
     const cps = this.latest;
     if (!cps) return;
     const { metrics, log } = this.opts;
-    const errors = validateCps(cps, this.opts.nodeName, this.opts.limits ?? DEFAULT_LIMITS);
-    let spec: CompiledPolicySetSpec | undefined;
-    if (errors.length === 0) {
-      try {
-        spec = expandSpec(cps.spec);
-        errors.push(...validateSpec(spec, this.opts.nodeName, this.opts.limits ?? DEFAULT_LIMITS));
-      } catch (e) {
-        errors.push(`spec.ipSets: cannot expand compressed members: ${(e as Error).message}`);
-      }
-    }
-    if (errors.length) {
+    const { errors, spec } = checkCps(cps, this.opts.nodeName, this.opts.limits ?? DEFAULT_LIMITS, this.accepted);
+    if (!spec) {
       metrics.applies.inc({ result: 'invalid' });
       log.error({ generation: cps.metadata.generation, errors }, 'CompiledPolicySet rejected; keeping the last good state');
       this.problem = { reason: 'Invalid', message: `rejected, the last good state stays enforced: ${errors.join('; ')}` };
@@ -113,7 +104,7 @@ export class NodeAgent {
       await this.report(cps);
       return;
     }
-    await this.applySpec(cps, spec!);
+    await this.applySpec(cps, spec);
   }
 
   private async applySpec(cps: CompiledPolicySet, spec: CompiledPolicySetSpec): Promise<void> {

@@ -46,3 +46,21 @@ test('a stale chain is flushed before it is deleted, in the same transaction', (
   const text = renderIptablesRestore(new Map([['FENCER-FORWARD', []]]), ['FENCER-FORWARD', 'FENCER-I-0123456789abcdef']);
   assert.deepEqual(text.trim().split('\n'), ['*filter', ':FENCER-FORWARD - [0:0]', ':FENCER-I-0123456789abcdef - [0:0]', '-X FENCER-I-0123456789abcdef', 'COMMIT']);
 });
+
+test('planning against its own last apply diffs only changed member lists, and reordered lists are still equal sets', () => {
+  const spec = scenarioSpecs('test/scenarios/05-ingress-x-a-from-pod-b.yaml', 1).get('node-1')!;
+  const first = planApply(spec, empty);
+  const peer = spec.ipSets.find((s) => s.name.startsWith('p-'))!;
+  const grown = JSON.parse(JSON.stringify({ ...spec, ipSets: spec.ipSets.map((s) => (s === peer ? { ...s, members: [...s.members, '10.9.9.9'] } : s)) }));
+  const change = planApply(grown, first.after);
+  assert.equal(change.kind, 'members');
+  assert.equal(change.ipset, `add FENCER-${peer.name} 10.9.9.9\n`);
+  assert.equal(change.ipsetRollback, `del FENCER-${peer.name} 10.9.9.9\n`);
+  // Same members in another order: the in-order shortcut misses, the set comparison finds nothing to do.
+  const reordered = JSON.parse(JSON.stringify({ ...grown, ipSets: grown.ipSets.map((s: typeof peer) => ({ ...s, members: [...s.members].reverse() })) }));
+  assert.equal(planApply(reordered, change.after).kind, 'noop');
+  // A rule change on a fresh copy of the same targets is still seen.
+  const tightened = JSON.parse(JSON.stringify(grown));
+  Object.assign(tightened.targets[0].ingress.rules[0], { anyPort: false, ports: [{ protocol: 'UDP', port: 53 }] });
+  assert.equal(planApply(tightened, change.after).kind, 'rules');
+});

@@ -94,3 +94,19 @@ test('a deleted CompiledPolicySet leaves the enforced state alone', async () => 
   assert.equal(dataplane.applied.length, 1);
   assert.equal(agent.enforcedGeneration(), 1);
 });
+
+test('a member list accepted before does not shield a changed one: a bad new member is still rejected', async () => {
+  const { agent, dataplane, statuses } = setup();
+  await agent.offer(cps(spec, 1));
+  const peer = spec.ipSets.find((s) => s.name.startsWith('p-'))!;
+  const withMember = (m: string) => ({ ...spec, ipSets: spec.ipSets.map((s) => (s === peer ? { ...s, members: [...s.members, m] } : s)) });
+  await agent.offer(cps(withMember('10.1.2.3'), 2));
+  const applied = (m: string) => dataplane.applied.some((a) => a.ipSets.some((set) => set.members.includes(m)));
+  assert.ok(applied('10.1.2.3'));
+  await agent.offer(cps(withMember('10.1.2.300'), 3));
+  assert.ok(!applied('10.1.2.300'), 'the bad list was not applied');
+  assert.match(condition(statuses.at(-1)!, 'Degraded').message, /"10\.1\.2\.300" is not a valid ip member/);
+  await agent.offer(cps(withMember(`10.1.2.3${'0'.repeat(70)}`), 4));
+  assert.match(condition(statuses.at(-1)!, 'Degraded').message, /schema: .*must NOT have more than 64 characters/);
+  assert.ok(!applied(`10.1.2.3${'0'.repeat(70)}`));
+});

@@ -3,7 +3,22 @@
 import { CHAIN_FORWARD, PREFIX } from './names.ts';
 import { chainHashes, type IpsetType } from './translate.ts';
 
-export interface KernelSet { name: string; type: IpsetType; members: Set<string> }
+export interface KernelSet {
+  name: string;
+  type: IpsetType;
+  members: Set<string>;
+  /**
+   * The member list this set was last made to hold, when Fencer made it (absent when read from the
+   * kernel). A list equal to it needs no lookup per member: comparing strings in order is cheaper.
+   */
+  source?: readonly string[];
+}
+
+/** A set Fencer just made to hold `source`; its Set of members is built only if a later diff needs it. */
+export function madeSet(name: string, type: IpsetType, source: readonly string[]): KernelSet {
+  let members: Set<string> | undefined;
+  return { name, type, source, get members() { return (members ??= new Set(source)); } };
+}
 
 export interface KernelState {
   sets: Map<string, KernelSet>;
@@ -58,6 +73,8 @@ export function forwardJumpIndex(forward: string[]): number {
 }
 
 export function sameChains(current: Map<string, string[]>, desired: Map<string, string[]>): boolean {
+  // The chains of our own last apply come back as the very same object when the rules did not change.
+  if (current === desired) return true;
   if (current.size !== desired.size) return false;
   for (const [chain, lines] of desired) {
     const have = current.get(chain);

@@ -5,7 +5,8 @@
 // - rules: changed sets are built complete under their other name, then one iptables-restore
 //   switches every chain at once; sets no longer referenced are destroyed afterwards.
 import type { CompiledPolicySetSpec } from '../../../crds/types.ts';
-import { referencedSets, sameChains, type KernelState } from './kernel-state.ts';
+import { madeSet, referencedSets, sameChains, type KernelSet, type KernelState } from './kernel-state.ts';
+import { sameList } from '../../../runtime/same-list.ts';
 import { PREFIX, setNames } from './names.ts';
 import { desiredChains, desiredSets, type DesiredSet } from './translate.ts';
 
@@ -29,7 +30,17 @@ export interface Plan {
 export function planApply(spec: CompiledPolicySetSpec, kernel: KernelState): Plan {
   const sets = desiredSets(spec);
   const inUse = referencedSets(kernel.chains);
-  const currentName = (id: string) => setNames(id).find((n) => inUse.has(n) && kernel.sets.has(n));
+  const find = (id: string) => setNames(id).find((n) => inUse.has(n) && kernel.sets.has(n));
+  const current = new Map(sets.map((s) => [s.id, find(s.id)]));
+  const currentName = (id: string) => (current.has(id) ? current.get(id) : find(id));
+  // Whether the kernel set already holds a desired set's members: asked by several steps, computed once.
+  const sameCache = new Map<string, boolean>();
+  const holds = (s: DesiredSet, have: KernelSet | undefined): boolean => {
+    if (!have || have.type !== s.type) return false;
+    let same = sameCache.get(have.name);
+    if (same === undefined) sameCache.set(have.name, (same = sameMembers(have, s.members)));
+    return same;
+  };
   const counts = (chains: Map<string, string[]>) => ({
     rules: [...chains.values()].reduce((n, l) => n + l.length, 0),
     sets: sets.length,
@@ -41,9 +52,10 @@ export function planApply(spec: CompiledPolicySetSpec, kernel: KernelState): Pla
     const chains = desiredChains(spec, (id) => currentName(id)!);
     if (sameChains(kernel.chains, chains)) {
       const garbage = unreferencedSets(kernel, new Set(sets.map((s) => currentName(s.id)!)));
-      const { apply, rollback } = memberChanges(sets.map((s) => ({ set: s, kernel: kernel.sets.get(currentName(s.id)!)!.members, name: currentName(s.id)! })));
+      const changed = sets.filter((s) => !holds(s, kernel.sets.get(currentName(s.id)!)));
+      const { apply, rollback } = memberChanges(changed.map((s) => ({ set: s, kernel: kernel.sets.get(currentName(s.id)!)!, name: currentName(s.id)! })));
       const kind = apply === '' && garbage.length === 0 ? 'noop' : 'members';
-      const after = afterState(kernel, sets, (id) => currentName(id)!, chains);
+      const after = afterState(kernel, sets, (id) => currentName(id)!, chains, holds);
       return { kind, ipset: apply, ipsetRollback: rollback, iptables: '', destroyAfter: garbage, counts: counts(chains), after };
     }
   }
@@ -53,7 +65,7 @@ export function planApply(spec: CompiledPolicySetSpec, kernel: KernelState): Pla
   const rollback: string[] = [];
   for (const s of sets) {
     const cur = currentName(s.id);
-    if (cur && kernel.sets.get(cur)!.type === s.type && sameMembers(kernel.sets.get(cur)!.members, s.members)) {
+    if (cur && holds(s, kernel.sets.get(cur))) {
       names.set(s.id, cur);
       continue;
     }
@@ -74,17 +86,16 @@ export function planApply(spec: CompiledPolicySetSpec, kernel: KernelState): Pla
     iptables: renderIptablesRestore(chains, [...kernel.chains.keys()]),
     destroyAfter: unreferencedSets(kernel, new Set(names.values())),
     counts: counts(chains),
-    after: afterState(kernel, sets, (id) => names.get(id)!, chains),
+    after: afterState(kernel, sets, (id) => names.get(id)!, chains, holds),
   };
 }
 
-function afterState(kernel: KernelState, sets: DesiredSet[], name: (id: string) => string, chains: Map<string, string[]>): KernelState {
+function afterState(kernel: KernelState, sets: DesiredSet[], name: (id: string) => string, chains: Map<string, string[]>, holds: (s: DesiredSet, have: KernelSet | undefined) => boolean): KernelState {
   const after = new Map(sets.map((s) => {
     const n = name(s.id);
     const have = kernel.sets.get(n);
     // An unchanged set is shared with the state read before; building 100k-entry Sets anew costs more than the apply.
-    const same = have && have.type === s.type && sameMembers(have.members, s.members);
-    return [n, same ? have : { name: n, type: s.type, members: new Set(s.members) }];
+    return [n, have && holds(s, have) ? have : madeSet(n, s.type, s.members)];
   }));
   return { sets: after, chains, forward: kernel.forward };
 }
@@ -101,10 +112,12 @@ export function renderIptablesRestore(chains: Map<string, string[]>, existing: s
   return joinLines(lines);
 }
 
-function memberChanges(items: Array<{ set: DesiredSet; kernel: Set<string>; name: string }>): { apply: string; rollback: string } {
+function memberChanges(items: Array<{ set: DesiredSet; kernel: KernelSet; name: string }>): { apply: string; rollback: string } {
   const adds: string[] = [];
   const dels: string[] = [];
-  for (const { set, kernel, name } of items) {
+  for (const item of items) {
+    const { set, name } = item;
+    const kernel = item.kernel.members;
     let missing = 0;
     for (const m of set.members) if (!kernel.has(m)) { adds.push(`${name} ${m}`); missing++; }
     // Equal sizes and nothing missing: equal sets, no need to look for extra kernel members.
@@ -122,8 +135,10 @@ function unreferencedSets(kernel: KernelState, keep: Set<string>): string[] {
   return [...kernel.sets.keys()].filter((n) => n.startsWith(PREFIX) && !keep.has(n)).sort();
 }
 
-function sameMembers(have: Set<string>, want: string[]): boolean {
-  return have.size === want.length && want.every((m) => have.has(m));
+function sameMembers(have: KernelSet, want: string[]): boolean {
+  // The operator emits members in a fixed order, so an unchanged list compares equal in order.
+  if (have.source) return sameList(have.source, want);
+  return have.members.size === want.length && want.every((m) => have.members.has(m));
 }
 
 function joinLines(lines: string[]): string {

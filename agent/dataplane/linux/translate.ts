@@ -1,6 +1,7 @@
 // Pure translation of a CPS spec into the kernel state Fencer wants: ipsets by logical id and the
 // rule bodies of each Fencer chain, for a given choice of kernel set names.
-import type { CompiledPolicySetSpec, IPSetKind, PortMatch, Rule } from '../../../crds/types.ts';
+import type { CompiledPolicySetSpec, DirectionRules, IPSetKind, PortMatch, Rule, Target } from '../../../crds/types.ts';
+import { sameList } from '../../../runtime/same-list.ts';
 import { CHAIN_EGRESS, CHAIN_FORWARD, CHAIN_INGRESS, COMMENT_PREFIX, ruleHash, targetChain } from './names.ts';
 
 export type IpsetType = 'hash:ip' | 'hash:net' | 'hash:ip,port';
@@ -14,11 +15,7 @@ export type Chains = Map<string, string[]>;
 
 /** The sets the rules reference (pod groups are dispatched by address, so they need no set). */
 export function desiredSets(spec: CompiledPolicySetSpec): DesiredSet[] {
-  const referenced = new Set<string>();
-  for (const t of spec.targets) for (const dir of [t.ingress, t.egress]) for (const r of dir?.rules ?? []) {
-    for (const p of r.peers) referenced.add(p);
-    for (const port of r.ports) if (port.namedPortSet) referenced.add(port.namedPortSet);
-  }
+  const { referenced } = ruleShape(spec);
   return spec.ipSets
     .filter((s) => referenced.has(s.name))
     .map((s) => ({ id: s.name, type: IPSET_TYPES[s.kind], members: s.kind === 'net' ? s.members.map((m) => kernelMember(s.kind, m)) : s.members }));
@@ -29,18 +26,64 @@ export function kernelMember(kind: IPSetKind, member: string): string {
   return kind === 'net' && member.endsWith('/32') ? member.slice(0, -3) : member;
 }
 
-// Most applies change set members only; rendering and hashing 10k rules again would dominate them.
-let memo: { key: string; chains: Chains } | undefined;
+// Most applies change set members only; walking, rendering and hashing 10k rules again would
+// dominate them. The memo keeps what it was computed from and compares field by field (serialising
+// the targets to build a key cost more than the member change itself). Specs are values: nothing
+// changes one after it was handed over, so keeping references to its parts is safe.
+interface RuleShape {
+  targets: Target[];
+  referenced: Set<string>;
+  rendered?: { podMembers: string[][]; names: Map<string, string>; chains: Chains };
+}
+let shape: RuleShape | undefined;
+
+function ruleShape(spec: CompiledPolicySetSpec): RuleShape {
+  if (shape && sameTargets(shape.targets, spec.targets)) {
+    // The next question about this spec is then answered by identity.
+    shape.targets = spec.targets;
+    return shape;
+  }
+  const referenced = new Set<string>();
+  for (const t of spec.targets) for (const dir of [t.ingress, t.egress]) for (const r of dir?.rules ?? []) {
+    for (const p of r.peers) referenced.add(p);
+    for (const port of r.ports) if (port.namedPortSet) referenced.add(port.namedPortSet);
+  }
+  shape = { targets: spec.targets, referenced };
+  return shape;
+}
 
 export function desiredChains(spec: CompiledPolicySetSpec, setName: (id: string) => string): Chains {
-  const referenced = [...new Set(spec.targets.flatMap((t) => [t.ingress, t.egress].flatMap((d) => d?.rules ?? []).flatMap((r) => [...r.peers, ...r.ports.flatMap((p) => (p.namedPortSet ? [p.namedPortSet] : []))])))];
+  const memo = ruleShape(spec);
   const byName = new Map(spec.ipSets.map((s) => [s.name, s]));
   const podMembers = spec.targets.map((t) => byName.get(t.podSet)?.members ?? []);
-  const key = JSON.stringify([spec.targets, podMembers, referenced.map(setName)]);
-  if (memo?.key === key) return memo.chains;
-  const chains = renderChains(spec, setName);
-  memo = { key, chains };
+  const last = memo.rendered;
+  if (last && podMembers.every((m, i) => sameList(m, last.podMembers[i])) && [...last.names].every(([id, name]) => setName(id) === name)) return last.chains;
+  const names = new Map<string, string>();
+  const chains = renderChains(spec, (id) => {
+    const name = setName(id);
+    names.set(id, name);
+    return name;
+  });
+  memo.rendered = { podMembers, names, chains };
   return chains;
+}
+
+/** Equal in every field the chains are rendered from (pod and policy names are only readable labels). */
+function sameTargets(a: Target[], b: Target[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  return a.every((t, i) => t.podSet === b[i].podSet && sameDirection(t.ingress, b[i].ingress) && sameDirection(t.egress, b[i].egress));
+}
+
+function sameDirection(a: DirectionRules | undefined, b: DirectionRules | undefined): boolean {
+  if (!a || !b) return a === b;
+  return a.rules.length === b.rules.length && a.rules.every((r, i) => sameRule(r, b.rules[i]));
+}
+
+function sameRule(a: Rule, b: Rule): boolean {
+  return a.id === b.id && a.anyPeer === b.anyPeer && a.anyPort === b.anyPort && sameList(a.peers, b.peers)
+    && a.ports.length === b.ports.length
+    && a.ports.every((p, i) => p.protocol === b.ports[i].protocol && p.port === b.ports[i].port && p.endPort === b.ports[i].endPort && p.namedPortSet === b.ports[i].namedPortSet);
 }
 
 function renderChains(spec: CompiledPolicySetSpec, setName: (id: string) => string): Chains {
