@@ -51,6 +51,11 @@ export class NodeAgent {
     return !this.problem;
   }
 
+  /** Lets the dataplane read the live state while the watch lists (call before starting it). */
+  prepare(): void {
+    void this.opts.dataplane.prepare?.();
+  }
+
   start(): void {
     const every = this.opts.driftIntervalMs ?? 10000;
     if (every > 0) this.driftTimer = setInterval(() => void this.checkDrift(), every);

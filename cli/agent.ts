@@ -61,6 +61,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       '/healthz': () => ({ status: agent.healthy() ? 200 : 503, body: agent.healthy() ? 'ok\n' : 'degraded\n' }),
     }, opts.metricsHost);
   }
+  agent.prepare();
   await informer.start();
   agent.start();
   log.info({ metricsPort: opts.metricsPort }, 'agent started');

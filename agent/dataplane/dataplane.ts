@@ -13,4 +13,6 @@ export interface Dataplane {
   apply(spec: CompiledPolicySetSpec): Promise<DataplaneOutcome>;
   drift(spec: CompiledPolicySetSpec): Promise<string[]>;
   cleanup(): Promise<void>;
+  /** Optional warm-up before the first apply (e.g. reading the live state while the watch starts). */
+  prepare?(): Promise<void>;
 }

@@ -171,3 +171,37 @@ test('the FORWARD jump goes right after kube-proxy\'s KUBE-SERVICES jump', async
     ns.destroy();
   }
 });
+
+test('a kernel read ahead of the first apply, or by a clean drift check, spares the next apply a read; a stale one fails whole and is retried', async () => {
+  const ns = createNetns();
+  try {
+    const calls: string[] = [];
+    const inner = new ExecRunner(['ip', 'netns', 'exec', ns.name]);
+    const runner: KernelRunner = { run: (c, a, i) => { calls.push(`${c} ${a[0]}`); return inner.run(c, a, i); } };
+    const dp = new LinuxDataplane({ runner });
+    await dp.prepare();
+    calls.length = 0;
+    await dp.apply(named);
+    assert.ok(!calls.some((c) => /save/.test(c)), `the first apply read the kernel again: ${calls.join(', ')}`);
+    assert.deepEqual(await dp.drift(named), []);
+    calls.length = 0;
+    const peerSet = named.targets[0].ingress!.rules[0].peers[0];
+    await dp.apply(withMembers(named, peerSet, ['10.9.9.9']));
+    assert.deepEqual(calls, ['ipset restore'], 'after a clean drift check a member change is one ipset restore');
+    assert.match(sets(ns), /add FENCER-p-\S+ 10\.9\.9\.9/);
+
+    // Read ahead, then someone else removes everything: the plan built on the stale read fails as a
+    // whole (its set is gone) and changes nothing; the retry reads the kernel and succeeds.
+    const fresh = new LinuxDataplane({ runner: inner });
+    await fresh.prepare();
+    await new LinuxDataplane({ runner: inner }).cleanup();
+    const before = { rules: rules(ns), sets: sets(ns) };
+    const next = withMembers(named, peerSet, ['10.9.9.8']);
+    await assert.rejects(fresh.apply(next), /ipset restore/);
+    assert.deepEqual({ rules: rules(ns), sets: sets(ns) }, before);
+    await fresh.apply(next);
+    assert.deepEqual(await fresh.drift(next), []);
+  } finally {
+    ns.destroy();
+  }
+});

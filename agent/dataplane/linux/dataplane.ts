@@ -8,6 +8,9 @@ import { CHAIN_FORWARD, FORWARD_JUMP, PREFIX } from './names.ts';
 import { planApply, renderIptablesRestore, type Plan } from './plan.ts';
 import { runChecked, type KernelRunner } from './runner.ts';
 
+/** How old a read taken ahead of the first apply may be; older ones are read again. */
+const READ_AHEAD_MAX_AGE_MS = 2000;
+
 export type HookPosition = 'after-kube-services' | 'first';
 
 export interface LinuxDataplaneOptions {
@@ -42,6 +45,10 @@ export class LinuxDataplane implements Dataplane {
   private tools?: IptablesTools;
   /** What the kernel held after our last successful apply; dropped on any failure or drift. */
   private known?: KernelState;
+  /** Counts applies, so a drift check that overlapped one does not store what it read before it. */
+  private applies = 0;
+  /** A read started by prepare(), taken by the first apply if it is recent (the watch may take long to list). */
+  private reading?: Promise<{ kernel: KernelState; at: number } | undefined>;
 
   constructor(opts: LinuxDataplaneOptions) {
     this.runner = opts.runner;
@@ -64,21 +71,39 @@ export class LinuxDataplane implements Dataplane {
     return { ...parseIptablesSave(save), sets: parseIpsetSave(ipset) };
   }
 
+  /**
+   * Reads the kernel ahead of the first apply: the agent calls it while its watch lists, so the
+   * first apply pays only for writing. A stale read is safe: a plan built on it fails as a whole
+   * (rolled back) and the retry reads again; a missed removal is found by the drift check.
+   */
+  prepare(): Promise<void> {
+    this.reading ??= this.readKernel().then((kernel) => ({ kernel, at: performance.now() }), () => undefined);
+    return this.reading.then(() => undefined);
+  }
+
   /** What applying would change now; empty when the kernel holds exactly the spec (drift check). */
   async drift(spec: CompiledPolicySetSpec): Promise<string[]> {
+    this.known = undefined;
+    const applies = this.applies;
     const kernel = await this.readKernel();
     const plan = planApply(spec, kernel);
     const out: string[] = [];
-    this.known = undefined;
     if (!this.hookInPlace(kernel)) out.push('the FORWARD jump to FENCER-FORWARD is missing or misplaced');
     if (plan.kind === 'rules') out.push('Fencer chains or set names differ from the spec');
     if (plan.kind === 'members' && plan.ipset) out.push(`set members differ (${plan.ipset.split('\n').length - 1} changes)`);
+    // The kernel just read holds the spec exactly: the next apply can plan against it without reading again.
+    if (out.length === 0 && plan.kind === 'noop' && applies === this.applies) this.known = plan.after;
     return out;
   }
 
   async apply(spec: CompiledPolicySetSpec): Promise<ApplyOutcome> {
     const t = await this.iptables();
-    const kernel = this.known ?? (await this.readKernel());
+    this.applies++;
+    const early = this.reading;
+    this.reading = undefined;
+    const ahead = await early;
+    const recent = ahead && performance.now() - ahead.at < READ_AHEAD_MAX_AGE_MS ? ahead.kernel : undefined;
+    const kernel = this.known ?? recent ?? (await this.readKernel());
     this.known = undefined;
     const plan = planApply(spec, kernel);
     const outcome: ApplyOutcome = { kind: plan.kind, counts: plan.counts, ipsetMs: 0, iptablesMs: 0, leftoverSets: [] };

@@ -95,7 +95,8 @@ function afterState(kernel: KernelState, sets: DesiredSet[], name: (id: string) 
     const n = name(s.id);
     const have = kernel.sets.get(n);
     // An unchanged set is shared with the state read before; building 100k-entry Sets anew costs more than the apply.
-    return [n, have && holds(s, have) ? have : madeSet(n, s.type, s.members)];
+    // A set read from the kernel learns the list it holds, so the next change compares lists in order.
+    return [n, have && holds(s, have) ? (have.source ? have : { ...have, source: s.members }) : madeSet(n, s.type, s.members)];
   }));
   return { sets: after, chains, forward: kernel.forward };
 }

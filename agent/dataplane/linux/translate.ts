@@ -1,6 +1,7 @@
 // Pure translation of a CPS spec into the kernel state Fencer wants: ipsets by logical id and the
 // rule bodies of each Fencer chain, for a given choice of kernel set names.
-import type { CompiledPolicySetSpec, DirectionRules, IPSetKind, PortMatch, Rule, Target } from '../../../crds/types.ts';
+import { sameTargets } from '../../../crds/same-targets.ts';
+import type { CompiledPolicySetSpec, IPSetKind, PortMatch, Rule, Target } from '../../../crds/types.ts';
 import { sameList } from '../../../runtime/same-list.ts';
 import { CHAIN_EGRESS, CHAIN_FORWARD, CHAIN_INGRESS, COMMENT_PREFIX, ruleHash, targetChain } from './names.ts';
 
@@ -66,24 +67,6 @@ export function desiredChains(spec: CompiledPolicySetSpec, setName: (id: string)
   });
   memo.rendered = { podMembers, names, chains };
   return chains;
-}
-
-/** Equal in every field the chains are rendered from (pod and policy names are only readable labels). */
-function sameTargets(a: Target[], b: Target[]): boolean {
-  if (a === b) return true;
-  if (a.length !== b.length) return false;
-  return a.every((t, i) => t.podSet === b[i].podSet && sameDirection(t.ingress, b[i].ingress) && sameDirection(t.egress, b[i].egress));
-}
-
-function sameDirection(a: DirectionRules | undefined, b: DirectionRules | undefined): boolean {
-  if (!a || !b) return a === b;
-  return a.rules.length === b.rules.length && a.rules.every((r, i) => sameRule(r, b.rules[i]));
-}
-
-function sameRule(a: Rule, b: Rule): boolean {
-  return a.id === b.id && a.anyPeer === b.anyPeer && a.anyPort === b.anyPort && sameList(a.peers, b.peers)
-    && a.ports.length === b.ports.length
-    && a.ports.every((p, i) => p.protocol === b.ports[i].protocol && p.port === b.ports[i].port && p.endPort === b.ports[i].endPort && p.namedPortSet === b.ports[i].namedPortSet);
 }
 
 function renderChains(spec: CompiledPolicySetSpec, setName: (id: string) => string): Chains {
