@@ -37,6 +37,8 @@ export class NodeAgent {
   private retryTimer?: NodeJS.Timeout;
   private driftTimer?: NodeJS.Timeout;
   private stopped = false;
+  /** The last status written, and the resourceVersion it was written onto. */
+  private written?: { base?: string; status: CompiledPolicySetStatus };
 
   constructor(opts: NodeAgentOptions) {
     this.opts = opts;
@@ -177,12 +179,19 @@ export class NodeAgent {
     for (const s of spec.ipSets) m.ipsetCounts.set({ set_name: s.origin.slice(0, 120), set_hash: s.name }, s.members.length);
   }
 
-  private async report(cps: CompiledPolicySet): Promise<void> {
-    const status = buildStatus(cps, { agent: this.opts.agentName, enforced: this.enforced, problem: this.problem }, cps.status, new Date().toISOString());
+  private async report(synced: CompiledPolicySet): Promise<void> {
+    // The operator marks every new generation InSync=Pending right after writing it, and that
+    // status-only version usually arrives while we apply: writing onto it rather than onto the
+    // version we synced avoids a certain conflict and a second round trip before the report lands.
+    const cps = this.latest && sameSpecVersion(this.latest, synced) ? this.latest : synced;
+    // A status we wrote onto this very version is what the object carries now (its echo is on the way).
+    const base = cps.metadata.resourceVersion;
+    const current = base !== undefined && this.written?.base === base ? this.written.status : cps.status;
+    const status = buildStatus(cps, { agent: this.opts.agentName, enforced: this.enforced, problem: this.problem }, current, new Date().toISOString());
     // Compared with what the object carries now, so a status someone else changed is rewritten.
-    if (sameStatus(cps.status, status)) return;
+    if (sameStatus(current, status)) return;
     try {
-      await this.opts.statusWriter.writeStatus(cps, status);
+      if (await this.opts.statusWriter.writeStatus(cps, status)) this.written = { base, status };
     } catch (e) {
       this.opts.log.warn({ err: (e as Error).message }, 'status write failed; will retry on the next sync');
     }
@@ -201,4 +210,9 @@ export class NodeAgent {
       this.opts.log.warn({ err: (e as Error).message }, 'drift check failed');
     }
   }
+}
+
+/** Two versions of the object that differ at most in status. */
+function sameSpecVersion(a: CompiledPolicySet, b: CompiledPolicySet): boolean {
+  return a.metadata.uid === b.metadata.uid && a.metadata.generation === b.metadata.generation && a.spec?.contentHash === b.spec?.contentHash;
 }

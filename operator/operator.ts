@@ -16,6 +16,7 @@ import { resolveOptions, type OperatorOptions, type OperatorOptionsInput } from 
 import { Reconciler } from './reconciler.ts';
 import { CpsWriter } from './writer.ts';
 import { loadKubeConfig } from '../runtime/kubeconfig.ts';
+import { reuseConnections } from '../runtime/kube-connections.ts';
 
 export interface OperatorHandle {
   readonly options: OperatorOptions;
@@ -50,7 +51,8 @@ interface Parts {
 export async function startOperator(input: OperatorOptionsInput = {}): Promise<OperatorHandle> {
   const options = resolveOptions(input);
   const log = options.log ?? createLogger('fencer-operator');
-  const kc = options.kubeConfig ?? loadKubeConfig(options.kubeconfigPath);
+  // A KubeConfig handed in (tests, the sandbox) gets pooled connections too.
+  const kc = options.kubeConfig ? reuseConnections(options.kubeConfig) : loadKubeConfig(options.kubeconfigPath);
   const state = { stopping: false, ready: false };
   const parts = assemble(options, kc, log, (leading) => leadershipChanged(parts, state, leading));
   const server = options.metricsPort < 0 ? undefined : await serveHttp(options.metricsPort, operatorRoutes(view(parts, state), parts.metrics), options.metricsHost);

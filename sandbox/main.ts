@@ -34,7 +34,7 @@ export async function runSandbox(opts: SandboxCommandOptions): Promise<number> {
   try {
     await resetCluster(cp.kubeConfig(), workload.namespaces);
     say(`starting the operator and ${nodes.length} agents on ${nodes.length} simulated nodes ...`);
-    sandbox = await Sandbox.start({ cluster: cp, nodes: nodes.map((name, i) => ({ name, podCIDR: nodeCIDR(i) })), prefix: opts.prefix, log });
+    sandbox = await Sandbox.start({ cluster: cp, nodes: nodes.map((name, i) => ({ name, podCIDR: nodeCIDR(i) })), prefix: opts.prefix, log, agents: 'processes' });
     const world = new ScenarioWorld(workload);
     for (const p of world.livePods()) await sandbox.addPod({ namespace: p.spec.namespace, name: p.spec.name, node: p.spec.node, ip: p.ip, labels: p.spec.labels, ports: p.spec.ports });
     writeState({
@@ -78,7 +78,7 @@ async function printMatrix(sandbox: Sandbox, title: string): Promise<void> {
 }
 
 function summary(sandbox: Sandbox, kubeconfig: string, kubectl: string): void {
-  const agents = [...sandbox.agents.entries()].map(([node, a]) => `  ${node}: http://127.0.0.1:${a.metricsPort}/node-metrics`);
+  const agents = [...sandbox.agentMetricsPorts()].map(([node, port]) => `  ${node}: http://127.0.0.1:${port}/node-metrics`);
   console.log(`
 The sandbox is running.
   kubeconfig:        ${kubeconfig}

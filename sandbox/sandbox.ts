@@ -11,6 +11,8 @@ import type { Logger } from '../runtime/log.ts';
 import type { Cluster } from '../test/cluster/control-plane.ts';
 import { kubelet, type Kubelet } from '../test/cluster/kubelet.ts';
 import { Topology, type PodHandle, type ProbeTarget } from '../test/netns/topology.ts';
+import { AgentProcess } from './agent-process.ts';
+import { EnforcementWatch } from './enforcement-watch.ts';
 
 export interface SandboxNode { name: string; podCIDR: string }
 
@@ -30,8 +32,12 @@ export interface SandboxOptions {
   prefix: string;
   log: Logger;
   driftSeconds?: number;
-  /** false: no in-process agents (a test runs them as processes, `fencer agent --netns`). Default true. */
-  startAgents?: boolean;
+  /**
+   * in-process (default): every agent in this process, reachable by tests through `agents`;
+   * processes: one `fencer agent --netns` process per node, applying in parallel as real nodes do;
+   * none: a test starts its own.
+   */
+  agents?: 'in-process' | 'processes' | 'none';
 }
 
 export class Sandbox {
@@ -41,13 +47,15 @@ export class Sandbox {
   readonly topology: Topology;
   readonly operator: OperatorHandle;
   readonly agents = new Map<string, RunningAgent>();
+  readonly agentProcesses = new Map<string, AgentProcess>();
   readonly pods = new Map<string, { pod: SandboxPod; handle: PodHandle }>();
   private readonly net: NetworkingV1Api;
   private readonly custom: CustomObjectsApi;
+  private readonly enforcement: EnforcementWatch;
 
   private readonly nodeNames: string[];
 
-  private constructor(cluster: Cluster, topology: Topology, operator: OperatorHandle, nodeNames: string[]) {
+  private constructor(cluster: Cluster, topology: Topology, operator: OperatorHandle, nodeNames: string[], log: Logger) {
     this.nodeNames = nodeNames;
     this.cluster = cluster;
     this.kc = cluster.kubeConfig();
@@ -56,20 +64,26 @@ export class Sandbox {
     this.operator = operator;
     this.net = this.kc.makeApiClient(NetworkingV1Api);
     this.custom = this.kc.makeApiClient(CustomObjectsApi);
+    this.enforcement = new EnforcementWatch(this.kc, log.child({ component: 'sandbox' }));
   }
 
   static async start(opts: SandboxOptions): Promise<Sandbox> {
     await opts.cluster.installCrds();
     const topology = await Topology.create({ prefix: opts.prefix, nodes: opts.nodes });
+    let sandbox: Sandbox | undefined;
     try {
       const kl = kubelet(opts.cluster.kubeConfig());
       for (const n of opts.nodes) await kl.createNode(n.name, n.podCIDR);
       const operator = await startOperator({ kubeConfig: opts.cluster.kubeConfig(), metricsPort: 0, metricsHost: '127.0.0.1', coalesceMs: 20, log: opts.log.child({ component: 'operator' }) });
-      const sandbox = new Sandbox(opts.cluster, topology, operator, opts.nodes.map((n) => n.name));
-      if (opts.startAgents !== false) for (const n of opts.nodes) await sandbox.startAgent(n.name, opts);
+      sandbox = new Sandbox(opts.cluster, topology, operator, opts.nodes.map((n) => n.name), opts.log);
+      await sandbox.enforcement.start();
+      const mode = opts.agents ?? 'in-process';
+      if (mode === 'in-process') for (const n of opts.nodes) await sandbox.startAgent(n.name, opts);
+      if (mode === 'processes') await sandbox.startAgentProcesses(opts);
       return sandbox;
     } catch (e) {
-      await topology.destroy();
+      if (sandbox) await sandbox.stop();
+      else await topology.destroy();
       throw e;
     }
   }
@@ -80,6 +94,24 @@ export class Sandbox {
       driftSeconds: opts.driftSeconds ?? 10, hookPosition: 'first', iptablesMode: 'auto', log: opts.log.child({ component: 'agent', node }),
     });
     this.agents.set(node, agent);
+  }
+
+  private async startAgentProcesses(opts: SandboxOptions): Promise<void> {
+    for (const n of opts.nodes) {
+      const agent = await AgentProcess.start({
+        node: n.name, netns: this.topology.nodeNetns(n.name), kubeconfig: this.cluster.kubeconfigPath,
+        driftSeconds: opts.driftSeconds ?? 10, logLevel: opts.log.level,
+      });
+      this.agentProcesses.set(n.name, agent);
+    }
+  }
+
+  /** Each node's agent metrics port, wherever the agent runs. */
+  agentMetricsPorts(): Map<string, number | undefined> {
+    return new Map([
+      ...[...this.agents].map(([node, a]) => [node, a.metricsPort] as const),
+      ...[...this.agentProcesses].map(([node, a]) => [node, a.metricsPort] as const),
+    ]);
   }
 
   async addPod(pod: SandboxPod): Promise<void> {
@@ -102,17 +134,21 @@ export class Sandbox {
     await this.topology.removePod(entry.handle);
   }
 
-  async applyPolicy(manifest: V1NetworkPolicy): Promise<void> {
+  /** Creates or replaces the policy; resolves with when the write was sent (performance.now()), after the read that precedes it. */
+  async applyPolicy(manifest: V1NetworkPolicy): Promise<number> {
     const policy = toClientPolicy(manifest);
     const namespace = policy.metadata!.namespace ?? 'default';
     const name = policy.metadata!.name!;
+    let current: V1NetworkPolicy | undefined;
     try {
-      const current = await this.net.readNamespacedNetworkPolicy({ namespace, name });
-      await this.net.replaceNamespacedNetworkPolicy({ namespace, name, body: { ...policy, metadata: { ...policy.metadata, resourceVersion: current.metadata?.resourceVersion } } });
+      current = await this.net.readNamespacedNetworkPolicy({ namespace, name });
     } catch (e) {
       if (!(e instanceof ApiException) || e.code !== 404) throw e;
-      await this.net.createNamespacedNetworkPolicy({ namespace, body: policy });
     }
+    const sentAt = performance.now();
+    if (current) await this.net.replaceNamespacedNetworkPolicy({ namespace, name, body: { ...policy, metadata: { ...policy.metadata, resourceVersion: current.metadata?.resourceVersion } } });
+    else await this.net.createNamespacedNetworkPolicy({ namespace, body: policy });
+    return sentAt;
   }
 
   async deletePolicy(namespace: string, name: string): Promise<void> {
@@ -133,22 +169,8 @@ export class Sandbox {
    * Waits until every node's CompiledPolicySet carries the expected content hash and its agent
    * reports that hash enforced; returns the milliseconds it took, or throws naming the laggards.
    */
-  async waitEnforced(expected: Map<string, string>, timeoutMs = 30000): Promise<number> {
-    const started = performance.now();
-    let lagging: string[] = [];
-    while (performance.now() - started < timeoutMs) {
-      const byNode = new Map((await this.compiledPolicySets()).map((c) => [c.metadata.name, c]));
-      lagging = [...expected].flatMap(([node, hash]) => {
-        const cps = byNode.get(node);
-        if (!cps) return [`${node}: no CompiledPolicySet yet`];
-        if (cps.spec.contentHash !== hash) return [`${node}: operator wrote ${cps.spec.contentHash.slice(7, 19)}, expected ${hash.slice(7, 19)}`];
-        if (cps.status?.appliedHash !== hash) return [`${node}: agent enforces ${cps.status?.appliedHash?.slice(7, 19) ?? 'nothing'}${degraded(cps)}`];
-        return [];
-      });
-      if (lagging.length === 0) return performance.now() - started;
-      await new Promise((r) => setTimeout(r, 25));
-    }
-    throw new Error(`not enforced after ${timeoutMs} ms: ${lagging.join('; ')}`);
+  waitEnforced(expected: Map<string, string>, timeoutMs = 30000): Promise<number> {
+    return this.enforcement.until(expected, timeoutMs);
   }
 
   /** Probes from every pod to every other pod, sources in parallel; result[src][dst]. */
@@ -168,6 +190,9 @@ export class Sandbox {
   async stop(): Promise<void> {
     for (const agent of this.agents.values()) await agent.stop();
     this.agents.clear();
+    await Promise.all([...this.agentProcesses.values()].map((a) => a.stop()));
+    this.agentProcesses.clear();
+    await this.enforcement.stop();
     await this.operator.stop();
     await this.topology.destroy();
     await this.forgetNodes();
@@ -184,9 +209,4 @@ export class Sandbox {
 
 function key(p: SandboxPod): string {
   return `${p.namespace}/${p.name}`;
-}
-
-function degraded(cps: CompiledPolicySet): string {
-  const d = cps.status?.conditions?.find((c) => c.type === 'Degraded' && c.status === 'True');
-  return d ? ` (Degraded: ${d.message})` : '';
 }

@@ -70,7 +70,7 @@ before(async () => {
   const cluster = testCluster();
   logs = mkdtempSync(join(tmpdir(), 'fencer-fault-agent-'));
   await resetCluster(cluster.kubeConfig(), new Map([[NS, {}]]));
-  sandbox = await Sandbox.start({ cluster, nodes: NODES, prefix: 'fak', log: silentLogger(), startAgents: false });
+  sandbox = await Sandbox.start({ cluster, nodes: NODES, prefix: 'fak', log: silentLogger(), agents: 'none' });
   for (const n of NODES) shims.set(n.name, createShim());
   await sandbox.addPod(pod(NS, 'web', 'fa1', '10.244.1.10', { app: 'web' }, [80, 81]));
   await sandbox.addPod(pod(NS, 'other', 'fa1', '10.244.1.11', { role: 'other' }));

@@ -40,7 +40,7 @@ before(async () => {
   logs = mkdtempSync(join(tmpdir(), 'fencer-fault-tools-'));
   shim = createShim();
   await resetCluster(cluster.kubeConfig(), new Map([[NS, {}]]));
-  sandbox = await Sandbox.start({ cluster, nodes: NODES, prefix: 'ftl', log: silentLogger(), startAgents: false });
+  sandbox = await Sandbox.start({ cluster, nodes: NODES, prefix: 'ftl', log: silentLogger(), agents: 'none' });
   await sandbox.addPod(pod(NS, 'web', 'ft1', '10.244.1.10', { app: 'web' }, [80, 81, 82]));
   await sandbox.addPod(pod(NS, 'other', 'ft1', '10.244.1.11', { role: 'other' }));
   await sandbox.addPod(pod(NS, 'client', 'ft2', '10.244.2.10', { role: 'client' }));

@@ -110,3 +110,23 @@ test('a member list accepted before does not shield a changed one: a bad new mem
   assert.match(condition(statuses.at(-1)!, 'Degraded').message, /schema: .*must NOT have more than 64 characters/);
   assert.ok(!applied(`10.1.2.3${'0'.repeat(70)}`));
 });
+
+test('the status goes onto the newest version of the applied spec, once (the operator\'s InSync=Pending mark arrives while it applies)', async () => {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const dataplane = new FakeDataplane();
+  const apply = dataplane.apply.bind(dataplane);
+  dataplane.apply = async (s) => { await gate; return apply(s); };
+  const writes: string[] = [];
+  const agent = new NodeAgent({
+    nodeName: 'node-1', agentName: 'test', dataplane, metrics: agentMetrics(), log: silentLogger(), driftIntervalMs: 0,
+    statusWriter: { writeStatus: async (c) => { writes.push(c.metadata.resourceVersion!); return true; } },
+  });
+  const written = { ...cps(spec, 1), metadata: { ...cps(spec, 1).metadata, uid: 'u', resourceVersion: '10' } };
+  const syncing = agent.offer(written);
+  const pending = agent.offer({ ...written, metadata: { ...written.metadata, resourceVersion: '11' }, status: { conditions: [{ type: 'InSync', status: 'False', reason: 'Pending', message: 'generation 1 is not enforced yet', lastTransitionTime: '2026-01-01T00:00:00Z', observedGeneration: 1 }] } });
+  release();
+  await Promise.all([syncing, pending]);
+  assert.deepEqual(writes, ['11'], 'one write, onto the version carrying the Pending mark');
+  await agent.stop();
+});
