@@ -16,6 +16,7 @@ interface OperatorFlags {
   leaseName: string;
   identity?: string;
   writeConcurrency: number;
+  pendingAfterMs: number;
   logLevel: string;
 }
 
@@ -42,10 +43,11 @@ export function registerOperatorCommand(program: Command): void {
     .addOption(flag('--identity <id>', 'this replica\'s identity in the Lease; must be unique (default: host name)', 'FENCER_IDENTITY'))
     .addOption(flag('--metrics-port <port>', 'port for /healthz, /readyz, /cluster-metrics (-1: none)', 'FENCER_METRICS_PORT', d.metricsPort, integer))
     .addOption(flag('--metrics-host <addr>', 'address to serve HTTP on', 'FENCER_METRICS_HOST', d.metricsHost))
-    .addOption(flag('--coalesce-ms <ms>', 'collect events this long before recompiling and writing', 'FENCER_COALESCE_MS', d.coalesceMs, integer))
+    .addOption(flag('--coalesce-ms <ms>', 'recompile and write at most once per this many ms (a change after a quiet window goes at once)', 'FENCER_COALESCE_MS', d.coalesceMs, integer))
     .addOption(flag('--cps-budget-bytes <bytes>', 'largest CompiledPolicySet spec; bigger ones get compressed member lists', 'FENCER_CPS_BUDGET_BYTES', d.cpsBudgetBytes, integer))
     .addOption(flag('--relist-seconds <s>', 'safety relist period of every watch (0: never)', 'FENCER_RELIST_SECONDS', d.relistSeconds, integer))
     .addOption(flag('--write-concurrency <n>', 'CompiledPolicySet writes in flight at once', 'FENCER_WRITE_CONCURRENCY', d.writeConcurrency, integer))
+    .addOption(flag('--pending-after-ms <ms>', 'mark a node InSync=Pending when its agent has not reported a new generation this long after the write', 'FENCER_PENDING_AFTER_MS', d.pendingAfterMs, integer))
     .addOption(flag('--log-level <level>', 'trace, debug, info, warn, error', 'FENCER_LOG_LEVEL', 'info'))
     .action(async (flags: OperatorFlags) => {
       process.exitCode = await runOperator(flags);
@@ -67,6 +69,7 @@ async function runOperator(flags: OperatorFlags): Promise<number> {
       cpsBudgetBytes: flags.cpsBudgetBytes,
       relistSeconds: flags.relistSeconds,
       writeConcurrency: flags.writeConcurrency,
+      pendingAfterMs: flags.pendingAfterMs,
       log,
     });
   } catch (e) {

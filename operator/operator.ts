@@ -80,6 +80,7 @@ function assemble(options: OperatorOptions, kc: KubeConfig, log: Logger, onLeade
     nodeNames: () => compiler.nodeNames(),
     budgetBytes: options.cpsBudgetBytes,
     concurrency: options.writeConcurrency,
+    pendingAfterMs: options.pendingAfterMs,
     metrics,
     log,
   });

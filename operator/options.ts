@@ -30,7 +30,7 @@ export interface OperatorOptions {
   /** HTTP port for /healthz, /readyz, /cluster-metrics; 0 picks a free port; -1 serves nothing. */
   metricsPort: number;
   metricsHost: string;
-  /** Events are collected for this long before the dirty nodes are recompiled and written. */
+  /** At most one recompile per this many ms; a change after a quiet window is compiled at once. */
   coalesceMs: number;
   /** Largest CompiledPolicySet spec written; bigger ones get compressed member lists. */
   cpsBudgetBytes: number;
@@ -38,6 +38,8 @@ export interface OperatorOptions {
   relistSeconds: number;
   /** CompiledPolicySet writes in flight at once (never two for the same node). */
   writeConcurrency: number;
+  /** An agent that has not reported a new generation this long after its write is marked InSync=Pending. */
+  pendingAfterMs: number;
   log?: Logger;
 }
 
@@ -53,6 +55,7 @@ export const DEFAULT_OPTIONS: Omit<OperatorOptions, 'identity'> = {
   cpsBudgetBytes: DEFAULT_BUDGET_BYTES,
   relistSeconds: 300,
   writeConcurrency: 8,
+  pendingAfterMs: 1000,
 };
 
 export class OptionsError extends Error {}
@@ -75,6 +78,7 @@ function checkOptions(o: OperatorOptions): void {
   if (!(o.cpsBudgetBytes >= 1024)) problems.push(`CPS budget ${o.cpsBudgetBytes} bytes is below 1024`);
   if (!(o.relistSeconds >= 0)) problems.push(`relist period ${o.relistSeconds} s is negative`);
   if (!(o.writeConcurrency >= 1)) problems.push(`write concurrency ${o.writeConcurrency} is below 1`);
+  if (!(o.pendingAfterMs >= 0)) problems.push(`pending delay ${o.pendingAfterMs} ms is negative`);
   if (!o.identity) problems.push('identity is empty');
   if (o.lease.durationMs < 1000 || o.lease.durationMs % 1000 !== 0) problems.push(`lease duration ${o.lease.durationMs} ms is not a whole number of seconds`);
   if (!(o.lease.renewDeadlineMs < o.lease.durationMs)) problems.push('the renew deadline must be shorter than the lease duration');

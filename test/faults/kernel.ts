@@ -31,7 +31,18 @@ export async function kernelSnapshot(netns: string): Promise<KernelSnapshot> {
  * the FORWARD hook missing, Fencer sets no rule references (temporary `-1` sets of a killed apply).
  * Empty when the kernel holds exactly the spec and nothing more.
  */
-export async function kernelProblems(netns: string, spec: CompiledPolicySetSpec): Promise<string[]> {
+export async function kernelProblems(netns: string, spec: CompiledPolicySetSpec, settleMs = 0): Promise<string[]> {
+  // An agent destroys the sets an apply stopped using after it reports the apply: a caller checking
+  // a converged node gives that a moment (settleMs); one looking for a fault right after it does not.
+  const deadline = performance.now() + settleMs;
+  for (;;) {
+    const problems = await kernelProblemsNow(netns, spec);
+    if (problems.length === 0 || performance.now() > deadline) return problems;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function kernelProblemsNow(netns: string, spec: CompiledPolicySetSpec): Promise<string[]> {
   const [save, ipset] = await Promise.all([inNetns(netns, ['iptables-save', '-t', 'filter']), inNetns(netns, ['ipset', 'save'])]);
   const kernel = { ...parseIptablesSave(save), sets: parseIpsetSave(ipset) };
   const problems: string[] = [];

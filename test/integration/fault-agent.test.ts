@@ -141,8 +141,8 @@ test('an agent killed in the middle of applies converges to the latest generatio
     const convergeMs = await waitConverged(sandbox.kc, NODES.map((n) => n.name), 60_000);
     const sinceRestart = performance.now() - lastRestart;
     const stats = await loop.stop();
-    const problems = await kernelProblems(netns, await enforcedSpec(sandbox.kc, 'fa1'));
-    const problems2 = await kernelProblems(sandbox.topology.nodeNetns('fa2'), await enforcedSpec(sandbox.kc, 'fa2'));
+    const problems = await kernelProblems(netns, await enforcedSpec(sandbox.kc, 'fa1'), 3000);
+    const problems2 = await kernelProblems(sandbox.topology.nodeNetns('fa2'), await enforcedSpec(sandbox.kc, 'fa2'), 3000);
     t.diagnostic(`kills: ${kills.join('; ')}; leftovers seen right after a kill: ${leftoversSeen}; converged ${Math.round(sinceRestart)} ms after the last restart (wait ${Math.round(convergeMs)} ms); probes ${stats.sent} sent, ${stats.opened} opened, ${stats.closed} closed, ${stats.errors} errors; seen ${JSON.stringify(stats.seen)}`);
     recordRow({
       id: '01-agent-sigkill',

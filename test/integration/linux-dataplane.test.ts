@@ -124,6 +124,7 @@ test('sets left by an apply killed midway are removed by the next apply', async 
     const restarted = new LinuxDataplane({ runner: new ExecRunner(['ip', 'netns', 'exec', ns.name]) });
     const r = await restarted.apply(named);
     assert.equal(r.kind, 'members');
+    await restarted.settled();
     assert.doesNotMatch(sets(ns), /deadbeef|0000000000000001/);
   } finally {
     ns.destroy();

@@ -104,6 +104,8 @@ export class World {
       metricsHost: '127.0.0.1',
       lease: FAST_LEASE,
       log: testLogger(),
+      // These tests run no agents: the Pending mark goes on at once, so they can assert it.
+      pendingAfterMs: 0,
       ...overrides,
     });
     this.cleanups.push(async () => {

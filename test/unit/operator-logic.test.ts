@@ -233,6 +233,17 @@ test('reconciler: nothing compiles before start; a burst inside the window is on
   assert.equal(batches.length, 1, 'one recompile for the burst');
   assert.deepEqual([...batches[0].keys()], ['n1'], 'only node 1 (whose peer set changed) has a new spec');
   assert.equal(reconciler.idle(), true);
+
+  // A window after the last compile: the next change goes at once; one right behind it waits for the window.
+  await sleep(40);
+  reconciler.handle({ kind: 'Pod', type: 'upsert', object: podOn('n2', 'c3', 'client', '10.0.0.5') });
+  await sleep(5);
+  assert.equal(batches.length, 2, 'a change after a quiet window is compiled at once');
+  reconciler.handle({ kind: 'Pod', type: 'upsert', object: podOn('n2', 'c4', 'client', '10.0.0.6') });
+  await sleep(5);
+  assert.equal(batches.length, 2, 'a change right after a compile waits for the window');
+  await sleep(40);
+  assert.equal(batches.length, 3);
   reconciler.stop();
 });
 
@@ -255,7 +266,7 @@ test('writer: nothing is written when the hash matches; endless 409s cost a boun
   let desired = spec('a');
   const writer = new CpsWriter({
     custom: api, desired: () => desired, nodeRef: () => node, nodeNames: () => ['node-a'],
-    budgetBytes: 1 << 20, concurrency: 4, metrics, log: silentLogger(),
+    budgetBytes: 1 << 20, concurrency: 4, pendingAfterMs: 0, metrics, log: silentLogger(),
   });
   writer.observe('upsert', observed);
   writer.lead();

@@ -26,8 +26,6 @@ export interface ApplyOutcome {
   counts: Plan['counts'];
   ipsetMs: number;
   iptablesMs: number;
-  /** Sets that could not be destroyed yet; retried on the next apply. */
-  leftoverSets: string[];
 }
 
 export class ApplyError extends Error {
@@ -47,6 +45,8 @@ export class LinuxDataplane implements Dataplane {
   private known?: KernelState;
   /** Counts applies, so a drift check that overlapped one does not store what it read before it. */
   private applies = 0;
+  /** Sets the last apply stopped using, being destroyed. */
+  private destroying?: Promise<void>;
   /** A read started by prepare(), taken by the first apply if it is recent (the watch may take long to list). */
   private reading?: Promise<{ kernel: KernelState; at: number } | undefined>;
 
@@ -83,6 +83,7 @@ export class LinuxDataplane implements Dataplane {
 
   /** What applying would change now; empty when the kernel holds exactly the spec (drift check). */
   async drift(spec: CompiledPolicySetSpec): Promise<string[]> {
+    await this.settled();
     this.known = undefined;
     const applies = this.applies;
     const kernel = await this.readKernel();
@@ -97,6 +98,7 @@ export class LinuxDataplane implements Dataplane {
   }
 
   async apply(spec: CompiledPolicySetSpec): Promise<ApplyOutcome> {
+    await this.settled();
     const t = await this.iptables();
     this.applies++;
     const early = this.reading;
@@ -106,7 +108,7 @@ export class LinuxDataplane implements Dataplane {
     const kernel = this.known ?? recent ?? (await this.readKernel());
     this.known = undefined;
     const plan = planApply(spec, kernel);
-    const outcome: ApplyOutcome = { kind: plan.kind, counts: plan.counts, ipsetMs: 0, iptablesMs: 0, leftoverSets: [] };
+    const outcome: ApplyOutcome = { kind: plan.kind, counts: plan.counts, ipsetMs: 0, iptablesMs: 0 };
     let started = performance.now();
     if (plan.ipset) await this.step('ipset restore', () => runChecked(this.runner, 'ipset', ['restore', ...(plan.kind === 'members' ? ['-exist'] : [])], plan.ipset), plan);
     outcome.ipsetMs = performance.now() - started;
@@ -120,15 +122,37 @@ export class LinuxDataplane implements Dataplane {
       await this.step('FORWARD hook', () => this.ensureHook(kernel, t, hook.rules), plan);
     }
     outcome.iptablesMs = performance.now() - started;
-    outcome.leftoverSets = await this.destroySets(plan.destroyAfter);
     // Trusting our own last apply makes a one-member change cost one `ipset restore`; drift checks
     // still read the kernel, and any failure drops this cache.
-    if (outcome.leftoverSets.length === 0) this.known = { ...plan.after, forward: hook.forward };
+    this.known = { ...plan.after, forward: hook.forward };
+    this.destroyLater(plan.destroyAfter);
     return outcome;
+  }
+
+  /** Resolves once the sets the last apply stopped using are destroyed (or found still held). */
+  async settled(): Promise<void> {
+    await this.destroying;
+  }
+
+  /**
+   * The new rules are enforced once iptables-restore commits; destroying the sets they no longer use
+   * is cleanup (20–50 ms on a busy node), so it runs after the apply reports. Every kernel step
+   * waits for it first; a set still held is dropped from what we trust, so the next apply reads the
+   * kernel and finds it unreferenced again.
+   */
+  private destroyLater(names: string[]): void {
+    if (names.length === 0) return;
+    this.destroying = this.destroySets(names)
+      .then((left) => left, () => names)
+      .then((left) => {
+        if (left.length) this.known = undefined;
+        this.destroying = undefined;
+      });
   }
 
   /** Removes every chain, jump and set Fencer owns, and nothing else. */
   async cleanup(): Promise<void> {
+    await this.settled();
     const t = await this.iptables();
     const kernel = await this.readKernel();
     for (let i = 0; i < kernel.forward.filter((l) => l.includes(`-j ${CHAIN_FORWARD}`)).length; i++) {
