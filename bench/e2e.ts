@@ -8,9 +8,10 @@ import { silentLogger } from '../runtime/log.ts';
 import { resetCluster } from '../sandbox/reset.ts';
 import { Sandbox } from '../sandbox/sandbox.ts';
 import { startControlPlane } from '../test/cluster/control-plane.ts';
+import { ContinuousProbe } from '../test/netns/continuous-probe.ts';
 import { stat, type Stat } from './stats.ts';
 
-export interface E2eResult { nodes: number; pods: number; policyEnforcedMs: Stat; labelEnforcedMs: Stat; probeSeesMs: Stat; newPodReachableMs: Stat }
+export interface E2eResult { nodes: number; pods: number; iterations: number; policyEnforcedMs: Stat; labelEnforcedMs: Stat; probeSeesMs: Stat; labelProbeSeesMs: Stat; newPodReachableMs: Stat }
 
 const NAMESPACES = ['a', 'b', 'c', 'd'];
 
@@ -21,7 +22,7 @@ function denyPolicy(ns: string, name: string, allowFrom?: string): V1NetworkPoli
   };
 }
 
-export async function benchE2e(iterations = 20): Promise<E2eResult> {
+export async function benchE2e(iterations = 40): Promise<E2eResult> {
   const nodes = ['node-1', 'node-2', 'node-3', 'node-4'];
   const pods = NAMESPACES.flatMap((ns) => Array.from({ length: 15 }, (_, i) => ({ namespace: ns, name: `p${i}`, labels: { app: i < 5 ? 'web' : 'api', role: 'client' }, ports: [{ port: 80, protocol: 'TCP' }] })));
   const scenario = parseScenario('bench', { name: 'bench', cluster: { nodes, namespaces: Object.fromEntries(NAMESPACES.map((n) => [n, { ns: n }])), pods } });
@@ -29,6 +30,7 @@ export async function benchE2e(iterations = 20): Promise<E2eResult> {
   const cp = await startControlPlane();
   await resetCluster(cp.kubeConfig(), scenario.namespaces);
   const sandbox = await Sandbox.start({ cluster: cp, nodes: nodes.map((name, i) => ({ name, podCIDR: nodeCIDR(i) })), prefix: 'fbe', log: silentLogger(), driftSeconds: 0, agents: 'processes' });
+  let prober: ContinuousProbe | undefined;
   const expected = () => new Map([...PolicyCompiler.compile(world.snapshot())].map(([n, s]) => [n, s.contentHash]));
   try {
     for (const p of world.livePods()) await sandbox.addPod({ namespace: p.spec.namespace, name: p.spec.name, node: p.spec.node, ip: p.ip, labels: p.spec.labels, ports: p.spec.ports });
@@ -36,8 +38,10 @@ export async function benchE2e(iterations = 20): Promise<E2eResult> {
     const policyMs: number[] = [];
     const labelMs: number[] = [];
     const probeMs: number[] = [];
+    const labelProbeMs: number[] = [];
     const target = [...sandbox.pods.values()].find((p) => p.pod.namespace === 'a' && p.pod.labels.app === 'web')!;
     const client = [...sandbox.pods.values()].find((p) => p.pod.namespace === 'a' && p.pod.labels.app === 'api')!;
+    prober = new ContinuousProbe(client.handle.netns, { ip: target.pod.ip, port: 80 }, 5, 200);
     for (let i = 0; i < iterations; i++) {
       // A policy change that opens the target to the client: enforced, then seen by a probe.
       const deny = denyPolicy('a', 'bench', i % 2 === 0 ? undefined : 'client');
@@ -46,9 +50,9 @@ export async function benchE2e(iterations = 20): Promise<E2eResult> {
       const t0 = await sandbox.applyPolicy(deny);
       await sandbox.waitEnforced(expected());
       policyMs.push(performance.now() - t0);
-      const wantOpen = i % 2 === 1;
-      while ((await sandbox.topology.probe(client.handle, [{ ip: target.pod.ip, protocol: 'TCP', port: 80 }], 150))[0] !== wantOpen) { /* until the verdict flips */ }
-      probeMs.push(performance.now() - t0);
+      // Odd steps open the target to the client (even ones keep it closed): timed to the start of the
+      // first connection attempt that saw the new verdict (an attempt starts every 5 ms).
+      if (i % 2 === 1) probeMs.push(await prober.seen(performance.timeOrigin + t0, true));
       // A pod label change that moves the client in and out of the allowed peers.
       const role = i % 2 === 0 ? 'client' : 'other';
       world.applyStep({ delete: [], deletePods: [], createPods: [], labels: [{ kind: 'Pod', namespace: 'a', name: client.pod.name, set: { role }, remove: [] }], apply: [] }, 'bench');
@@ -57,10 +61,14 @@ export async function benchE2e(iterations = 20): Promise<E2eResult> {
       client.pod.labels.role = role;
       await sandbox.waitEnforced(expected());
       labelMs.push(performance.now() - t1);
+      // Odd steps move the client out of the allowed peers: the target closes to it.
+      if (i % 2 === 1) labelProbeMs.push(await prober.seen(performance.timeOrigin + t1, false));
+      prober.forget(performance.timeOrigin + t1);
     }
     const newPod = await newPodWindows(sandbox, world, expected, client.handle);
-    return { nodes: nodes.length, pods: pods.length, policyEnforcedMs: stat(policyMs), labelEnforcedMs: stat(labelMs), probeSeesMs: stat(probeMs), newPodReachableMs: stat(newPod) };
+    return { nodes: nodes.length, pods: pods.length, iterations, policyEnforcedMs: stat(policyMs), labelEnforcedMs: stat(labelMs), probeSeesMs: stat(probeMs), labelProbeSeesMs: stat(labelProbeMs), newPodReachableMs: stat(newPod) };
   } finally {
+    prober?.stop();
     await sandbox.stop();
     await cp.stop();
   }
