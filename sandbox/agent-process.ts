@@ -5,7 +5,7 @@
 // by a watchdog if this process dies without a chance to (SIGKILL).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { freePort } from '../test/faults/processes.ts';
+import { freePort } from '../test/netns/free-port.ts';
 import { NODE_BIN } from '../test/netns/ip.ts';
 import { track, untrack, type SyncDestroyable } from '../test/netns/lifecycle.ts';
 

@@ -3,8 +3,10 @@
 // Every group still alive when the test process exits is killed.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../netns/free-port.ts';
+
+export { freePort };
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 export const NODE = `${root}node_modules/node/bin/node`;
@@ -17,14 +19,6 @@ function killAllSync(): void {
     try { process.kill(-pgid, 'SIGKILL'); } catch { /* gone */ }
   }
   groups.clear();
-}
-
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 export interface FencerProcess {
