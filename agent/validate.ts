@@ -37,6 +37,16 @@ export class AcceptedMembers {
     return answer;
   }
 
+  /**
+   * The spec with every unchanged member list replaced by the very array accepted before: later
+   * steps (the dataplane compares lists with what it built its sets from) then see the same array
+   * and skip comparing 100k entries again, and the fresh copy becomes garbage at once.
+   */
+  reuse(spec: CompiledPolicySetSpec): CompiledPolicySetSpec {
+    if (!spec.ipSets.some((s) => this.has(s))) return spec;
+    return { ...spec, ipSets: spec.ipSets.map((s) => (this.has(s) ? { ...s, members: this.lists.get(s.name)!.members as string[] } : s)) };
+  }
+
   remember(spec: CompiledPolicySetSpec): void {
     this.lists = new Map(spec.ipSets.map((s) => [s.name, { kind: s.kind, members: s.members }]));
     this.answers = new WeakMap();
@@ -60,8 +70,10 @@ export function checkCps(cps: CompiledPolicySet, nodeName: string, limits = DEFA
   }
   const problems = validateSpec(spec, nodeName, limits, accepted);
   if (problems.length) return { errors: problems };
-  accepted?.remember(spec);
-  return { errors: [], spec };
+  if (!accepted) return { errors: [], spec };
+  const reused = accepted.reuse(spec);
+  accepted.remember(reused);
+  return { errors: [], spec: reused };
 }
 
 /** The schema judged these very lists before; it need not walk them again. */
