@@ -78,10 +78,12 @@ if (want('e2e')) {
   console.error('e2e: sandbox with 4 nodes and 60 pods ...');
   const e2e = await benchE2e();
   results.e2e = e2e;
-  report.push('', '## End to end in the sandbox', '', `${e2e.nodes} nodes, ${e2e.pods} pods, agents as processes; ms from the write, median (min–max; with ${e2e.iterations} changes the max stands for p99). Probes: a connection attempt every 5 ms from the client pod, timed by the start of the first attempt that saw the new verdict (half the changes flip it).`, '',
+  report.push('', '## End to end in the sandbox', '', `${e2e.nodes} nodes, ${e2e.pods} pods, agents as processes; median (min–max; with ${e2e.iterations} changes the max stands for p99). Probes: a connection attempt every 5 ms from the client pod, timed by the start of the first attempt that saw the new verdict (half the changes flip it). Label changes: only those that change what a node enforces (half of them).`, '',
     '| measure | ms |', '|---|---|',
-    `| policy change accepted → enforced on every node | ${fmt(e2e.policyEnforcedMs, 0)} (p99 ≈ max) |`,
-    `| pod label change accepted → enforced on every node | ${fmt(e2e.labelEnforcedMs, 0)} |`,
+    `| policy change → enforced on every node, from sending the write | ${fmt(e2e.policyEnforcedMs, 0)} |`,
+    `| policy change → enforced on every node, from the apiserver's answer (accepted) | ${fmt(e2e.policyEnforcedFromAnswerMs, 0)} |`,
+    `| pod label change → enforced on every node, from sending the write | ${fmt(e2e.labelEnforcedMs, 0)} |`,
+    `| pod label change → enforced on every node, from the apiserver's answer (accepted) | ${fmt(e2e.labelEnforcedFromAnswerMs, 0)} |`,
     `| policy change that opens a flow → a connection attempt sees it open | ${fmt(e2e.probeSeesMs, 0)} |`,
     `| pod label change that closes a flow → a connection attempt sees it closed | ${fmt(e2e.labelProbeSeesMs, 0)} |`,
     `| new pod selected by a deny policy: time it answered before enforcement | ${fmt(e2e.newPodReachableMs, 0)} |`,
