@@ -57,9 +57,11 @@ async function edit(change: (cps: CompiledPolicySet) => void): Promise<CompiledP
 }
 
 /** The operator comes back and must restore the node's content; ms until the agent enforces it again. */
-async function restoreMs(): Promise<number> {
+async function restoreMs(newerThan?: number): Promise<number> {
   const started = performance.now();
   operators.push(await startOperator({ kubeConfig: sandbox.kc, metricsPort: -1, coalesceMs: 20, log: silentLogger() }));
+  // An edit that kept the hash looks converged until the operator rewrites it: wait for the rewrite first.
+  if (newerThan !== undefined) await waitFor('the operator to rewrite the edited spec', async () => ((await getCps(sandbox.kc, 'hc1'))?.metadata.generation ?? 0) > newerThan, 20_000, 20);
   await waitConverged(sandbox.kc, NODES.map((n) => n.name), 20_000);
   const ms = performance.now() - started;
   await operators.pop()!.stop();
@@ -174,7 +176,7 @@ test('an edit that keeps the old contentHash (kubectl edit) is repaired by the o
   await waitFor('the agent to enforce the edited generation', async () => (await getCps(sandbox.kc, 'hc1'))?.status?.observedGeneration === hostile.metadata.generation, 15_000, 50);
   const opened = new ProbeLoop(sandbox.topology, expected, 500);
   await opened.round();
-  const ms = await restoreMs();
+  const ms = await restoreMs(hostile.metadata.generation);
   const restored = (await getCps(sandbox.kc, 'hc1'))!;
   const loop = new ProbeLoop(sandbox.topology, expected, 500);
   await loop.round();
