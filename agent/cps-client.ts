@@ -1,12 +1,14 @@
 // The agent's only API traffic: watch its own CompiledPolicySet (a field selector on the name) and
 // write that object's status. It needs no pods, namespaces or policies.
-import { ApiException, CustomObjectsApi, KubeConfig, type KubernetesListObject } from '@kubernetes/client-node';
+import { ApiException, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions, type KubernetesListObject } from '@kubernetes/client-node';
 import { CPS_GROUP, CPS_PLURAL, CPS_VERSION, type CompiledPolicySet, type CompiledPolicySetStatus } from '../crds/types.ts';
 import { ResilientInformer } from '../runtime/informer.ts';
 import type { Logger } from '../runtime/log.ts';
 import type { StatusWriter } from './node-agent.ts';
+import { mergePatchFor } from './status-patch.ts';
 
 const api = { group: CPS_GROUP, version: CPS_VERSION, plural: CPS_PLURAL };
+const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
 export function ownCpsInformer(kc: KubeConfig, nodeName: string, log: Logger, relistMs = 300_000): ResilientInformer<CompiledPolicySet> {
   const custom = kc.makeApiClient(CustomObjectsApi);
@@ -23,9 +25,11 @@ export function ownCpsInformer(kc: KubeConfig, nodeName: string, log: Logger, re
 }
 
 /**
- * Writes status onto exactly the object version it describes (its resourceVersion): if the object
- * changed meanwhile the write fails with 409 and is dropped, since the change arrives as a new
- * event and the status is recomputed against it. It never lands on a newer generation.
+ * Writes status onto exactly the object version it describes: a merge patch of the status subresource
+ * that carries the version's resourceVersion, which the apiserver takes as a precondition. If the
+ * object changed meanwhile the write fails with 409 and is dropped, since the change arrives as a new
+ * event and the status is recomputed against it. It never lands on a newer generation, and only the
+ * status travels (an update would send the whole spec back on every apply).
  */
 export class CpsStatusWriter implements StatusWriter {
   private readonly custom: CustomObjectsApi;
@@ -36,7 +40,9 @@ export class CpsStatusWriter implements StatusWriter {
 
   async writeStatus(cps: CompiledPolicySet, status: CompiledPolicySetStatus): Promise<boolean> {
     try {
-      await this.custom.replaceClusterCustomObjectStatus({ ...api, name: cps.metadata.name, body: { ...cps, status } });
+      if (!cps.metadata.resourceVersion) throw new Error(`CompiledPolicySet ${cps.metadata.name} has no resourceVersion to write status onto`);
+      const body = { metadata: { resourceVersion: cps.metadata.resourceVersion }, status: mergePatchFor(cps.status, status as Record<string, unknown>) };
+      await this.custom.patchClusterCustomObjectStatus({ ...api, name: cps.metadata.name, body }, mergePatch);
       return true;
     } catch (e) {
       if (e instanceof ApiException && e.code === 409) return false;

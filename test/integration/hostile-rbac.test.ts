@@ -1,9 +1,9 @@
 // Security against the real apiserver, with the chart's own ServiceAccounts, RBAC and
 // ValidatingAdmissionPolicy (charts/fencer, rendered by the pinned helm):
-//  - the agent reads CompiledPolicySets and updates their status, nothing more: no pods, secrets or
+//  - the agent reads CompiledPolicySets and patches their status, nothing more: no pods, secrets or
 //    policies, never a spec, no create or delete;
 //  - with a token bound to a pod on node A (the apiserver adds the node's name to the token's user
-//    extra), the agent may update the status of A's CompiledPolicySet and is refused B's; a token bound
+//    extra), the agent may patch the status of A's CompiledPolicySet and is refused B's; a token bound
 //    to no pod is refused both; a real agent runs under the bound token end to end;
 //  - the operator cannot read secrets or exec into pods;
 //  - the agent's and the operator's metrics and health endpoints reveal no credentials.
@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as yaml from 'js-yaml';
-import { ApiException, AuthenticationV1Api, AuthorizationV1Api, CoreV1Api, CustomObjectsApi, NetworkingV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { ApiException, AuthenticationV1Api, AuthorizationV1Api, CoreV1Api, CustomObjectsApi, NetworkingV1Api, PatchStrategy, setHeaderOptions, type KubeConfig } from '@kubernetes/client-node';
 import { startAgent } from '../../cli/agent.ts';
 import type { CompiledPolicySet } from '../../crds/types.ts';
 import { cpsObject } from '../../operator/cps-object.ts';
@@ -37,6 +37,7 @@ const AGENT_SA = `${RELEASE}-agent`;
 const OPERATOR_SA = `${RELEASE}-operator`;
 const CHART = fileURLToPath(new URL('../../charts/fencer', import.meta.url));
 const KINDS = new Set(['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding']);
+const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
 interface Doc { kind: string; metadata: { name: string } }
 
@@ -107,7 +108,9 @@ test("the chart's agent and operator identities can do what they need and nothin
     const agentCore = boundKc.makeApiClient(CoreV1Api);
     const agentNet = boundKc.makeApiClient(NetworkingV1Api);
     const own = (await getCps(admin, nodes[0]))!;
-    const withStatus = (c: CompiledPolicySet, note: string): CompiledPolicySet => ({ ...c, status: { agent: note, conditions: [] } });
+    // What the agent sends: a merge patch of the status onto the version it read.
+    const statusPatch = (custom: CustomObjectsApi, c: CompiledPolicySet, note: string) =>
+      custom.patchClusterCustomObjectStatus({ ...cpsApi, name: c.metadata.name, body: { metadata: { resourceVersion: c.metadata.resourceVersion }, status: { agent: note, conditions: [] } } }, mergePatch);
     const agentChecks: Array<[string, () => Promise<unknown>, number]> = [
       ['list CompiledPolicySets', () => agentCustom.listClusterCustomObject({ ...cpsApi }), 200],
       ['get its CompiledPolicySet', () => agentCustom.getClusterCustomObject({ ...cpsApi, name: nodes[0] }), 200],
@@ -117,6 +120,7 @@ test("the chart's agent and operator identities can do what they need and nothin
       ['list namespaces', () => agentCore.listNamespace({ limit: 1 }), 403],
       ['list NetworkPolicies', () => agentNet.listNetworkPolicyForAllNamespaces({ limit: 1 }), 403],
       ['update a spec', () => agentCustom.replaceClusterCustomObject({ ...cpsApi, name: nodes[0], body: own }), 403],
+      ['update a status (it may only patch one)', () => agentCustom.replaceClusterCustomObjectStatus({ ...cpsApi, name: nodes[0], body: { ...own, status: { agent: 'x' } } }), 403],
       ['create a CompiledPolicySet', () => agentCustom.createClusterCustomObject({ ...cpsApi, body: { ...cpsObject(own.spec), metadata: { name: `x-${run}` } } }), 403],
       ['delete a CompiledPolicySet', () => agentCustom.deleteClusterCustomObject({ ...cpsApi, name: nodes[1] }), 403],
     ];
@@ -131,13 +135,13 @@ test("the chart's agent and operator identities can do what they need and nothin
     let otherStatus = { code: 0, message: '' };
     await waitFor('the admission policy to take effect', async () => {
       const latest = (await getCps(admin, nodes[1]))!;
-      otherStatus = await code(() => agentCustom.replaceClusterCustomObjectStatus({ ...cpsApi, name: nodes[1], body: withStatus(latest, 'bound') }));
+      otherStatus = await code(() => statusPatch(agentCustom, latest, 'bound'));
       return otherStatus.code === 403;
     }, 15_000, 200).catch(() => undefined);
-    const ownStatus = await code(async () => agentCustom.replaceClusterCustomObjectStatus({ ...cpsApi, name: nodes[0], body: withStatus((await getCps(admin, nodes[0]))!, 'bound') }));
+    const ownStatus = await code(async () => statusPatch(agentCustom, (await getCps(admin, nodes[0]))!, 'bound'));
     const unboundCustom = unboundKc.makeApiClient(CustomObjectsApi);
     const fresh = (await getCps(admin, nodes[0]))!;
-    const unboundStatus = await code(() => unboundCustom.replaceClusterCustomObjectStatus({ ...cpsApi, name: nodes[0], body: withStatus(fresh, 'unbound') }));
+    const unboundStatus = await code(() => statusPatch(unboundCustom, fresh, 'unbound'));
     t.diagnostic(`own node's status: ${ownStatus.code}; other node's: ${otherStatus.code} "${otherStatus.message}"; unbound token: ${unboundStatus.code}`);
 
     // ---- A real agent under the bound token, enforcing node 1 in a network namespace.
@@ -176,7 +180,7 @@ test("the chart's agent and operator identities can do what they need and nothin
     for (const [sa, verb, resource, sub, group] of [
       [OPERATOR_SA, 'get', 'pods', 'exec', ''], [OPERATOR_SA, 'create', 'pods', 'exec', ''], [OPERATOR_SA, 'create', 'pods', 'attach', ''], [OPERATOR_SA, 'create', 'pods', 'portforward', ''],
       [OPERATOR_SA, 'watch', 'secrets', undefined, ''], [OPERATOR_SA, 'impersonate', 'serviceaccounts', undefined, ''], [OPERATOR_SA, 'escalate', 'clusterroles', undefined, 'rbac.authorization.k8s.io'], [OPERATOR_SA, 'bind', 'clusterroles', undefined, 'rbac.authorization.k8s.io'],
-      [AGENT_SA, 'patch', 'compiledpolicysets', 'status', 'fencer.dev'], [AGENT_SA, 'get', 'pods', 'exec', ''], [AGENT_SA, 'watch', 'secrets', undefined, ''],
+      [AGENT_SA, 'update', 'compiledpolicysets', 'status', 'fencer.dev'], [AGENT_SA, 'patch', 'compiledpolicysets', undefined, 'fencer.dev'], [AGENT_SA, 'get', 'pods', 'exec', ''], [AGENT_SA, 'watch', 'secrets', undefined, ''],
     ] as Array<[string, string, string, string | undefined, string]>) {
       if (await can(sa, verb, resource, sub, group)) rbac.push(`${sa} may ${verb} ${resource}${sub ? `/${sub}` : ''}`);
     }
@@ -189,7 +193,7 @@ test("the chart's agent and operator identities can do what they need and nothin
     recordRow({
       id: '10-rbac-agent',
       fault: "the agent's identity (the chart's ServiceAccount, ClusterRole and binding) trying more than it needs",
-      injection: `requests with a token of the chart's agent ServiceAccount: ${agentChecks.map((c) => c[0]).join(', ')}; SubjectAccessReviews for patch status, exec, watch secrets`,
+      injection: `requests with a token of the chart's agent ServiceAccount: ${agentChecks.map((c) => c[0]).join(', ')}; SubjectAccessReviews for update status, patch spec, exec, watch secrets`,
       observed: `CompiledPolicySets readable, everything else refused with 403 (${rbac.filter((r) => r.startsWith('agent') || r.startsWith(AGENT_SA)).length} exceptions); a real agent ran under the pod-bound token and reported generation ${enforced.status?.observedGeneration}; its /node-metrics and /healthz reveal no credential (${leaks.length} found)`,
       convergeMs: null, probes: null,
       statesLost: rbac.filter((r) => r.startsWith('agent') || r.startsWith(AGENT_SA)).length + leaks.length,

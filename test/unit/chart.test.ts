@@ -112,11 +112,11 @@ test('the operator\'s ClusterRole and leader-election Role grant exactly operato
   assert.equal(role.metadata.namespace, 'kube-system', 'leases in its own namespace only');
 });
 
-test('the agent may read CompiledPolicySets and update their status, nothing else', () => {
+test('the agent may read CompiledPolicySets and patch their status, nothing else', () => {
   const role = find(defaults, 'ClusterRole', 'fencer-agent') as K8sObject & { rules: Rule[] };
   assert.deepEqual(role.rules, [
     { apiGroups: ['fencer.dev'], resources: ['compiledpolicysets'], verbs: ['get', 'list', 'watch'] },
-    { apiGroups: ['fencer.dev'], resources: ['compiledpolicysets/status'], verbs: ['update'] },
+    { apiGroups: ['fencer.dev'], resources: ['compiledpolicysets/status'], verbs: ['patch'] },
   ]);
   assert.ok(!defaults.some((o) => o.kind === 'Role' && o.metadata.name.includes('agent')));
 });
