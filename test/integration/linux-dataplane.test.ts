@@ -206,3 +206,44 @@ test('a kernel read ahead of the first apply, or by a clean drift check, spares 
     ns.destroy();
   }
 });
+
+test('a drift check that overlapped an apply leaves no stale state behind for the next apply to trust', async () => {
+  const ns = createNetns();
+  try {
+    const inner = new ExecRunner(['ip', 'netns', 'exec', ns.name]);
+    let holdApply: Promise<void> | undefined;
+    let holdRead: Promise<void> | undefined;
+    const runner: KernelRunner = {
+      async run(c, a, i) {
+        if (/iptables.*restore/.test(c) && holdApply) await holdApply;
+        const r = await inner.run(c, a, i);
+        // The drift check's read sees the kernel before the apply, and answers after it.
+        if (/save/.test(c) && holdRead) await holdRead;
+        return r;
+      },
+    };
+    const dp = new LinuxDataplane({ runner });
+    await dp.apply(named);
+    // A rule change that builds no set: until its iptables-restore commits, the kernel holds `named` exactly.
+    const retargeted = structuredClone(named);
+    Object.assign(retargeted.targets[0].ingress!.rules[0], { anyPort: false, ports: [{ protocol: 'UDP', port: 5353 }] });
+    retargeted.contentHash = `sha256:${'2'.repeat(64)}`;
+    let releaseApply!: () => void;
+    let releaseRead!: () => void;
+    holdApply = new Promise((r) => (releaseApply = r));
+    holdRead = new Promise((r) => (releaseRead = r));
+    const applying = dp.apply(retargeted);
+    await new Promise((r) => setTimeout(r, 50));
+    const drifting = dp.drift(named);
+    await new Promise((r) => setTimeout(r, 200));
+    holdApply = undefined;
+    releaseApply();
+    await applying;
+    holdRead = undefined;
+    releaseRead();
+    await drifting;
+    assert.equal((await dp.apply(retargeted)).kind, 'noop', 'the next apply planned against what the kernel holds');
+  } finally {
+    ns.destroy();
+  }
+});

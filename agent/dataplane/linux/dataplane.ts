@@ -43,7 +43,7 @@ export class LinuxDataplane implements Dataplane {
   private tools?: IptablesTools;
   /** What the kernel held after our last successful apply; dropped on any failure or drift. */
   private known?: KernelState;
-  /** Counts applies, so a drift check that overlapped one does not store what it read before it. */
+  /** Moves when an apply starts and when it ends: a drift check that overlapped one stores nothing. */
   private applies = 0;
   /** Sets the last apply stopped using, being destroyed. */
   private destroying?: Promise<void>;
@@ -99,8 +99,16 @@ export class LinuxDataplane implements Dataplane {
 
   async apply(spec: CompiledPolicySetSpec): Promise<ApplyOutcome> {
     await this.settled();
-    const t = await this.iptables();
     this.applies++;
+    try {
+      return await this.applyNow(spec);
+    } finally {
+      this.applies++;
+    }
+  }
+
+  private async applyNow(spec: CompiledPolicySetSpec): Promise<ApplyOutcome> {
+    const t = await this.iptables();
     const early = this.reading;
     this.reading = undefined;
     const ahead = await early;
