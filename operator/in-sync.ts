@@ -13,7 +13,7 @@ export type JsonPatchOp =
   | { op: 'add'; path: string; value: unknown };
 
 /** The status with InSync=False/Pending for the object's generation; undefined when it already says so. */
-export function pendingStatus(object: CompiledPolicySet, now: string): CompiledPolicySetStatus | undefined {
+export function pendingStatus(object: Pick<CompiledPolicySet, 'metadata' | 'status'>, now: string): CompiledPolicySetStatus | undefined {
   const generation = object.metadata.generation ?? 1;
   const status = object.status ?? {};
   const previous = status.conditions?.find((c) => c.type === 'InSync');
@@ -31,7 +31,7 @@ export function pendingStatus(object: CompiledPolicySet, now: string): CompiledP
 }
 
 /** The guarded patch for the object exactly as the spec write returned it; undefined when nothing changes. */
-export function pendingStatusPatch(written: CompiledPolicySet, now: string): JsonPatchOp[] | undefined {
+export function pendingStatusPatch(written: Pick<CompiledPolicySet, 'metadata' | 'status'>, now: string): JsonPatchOp[] | undefined {
   const rv = written.metadata.resourceVersion;
   const status = pendingStatus(written, now);
   if (!rv || !status) return undefined;

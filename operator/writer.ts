@@ -33,6 +33,9 @@ export interface WriterDeps {
   log: Logger;
 }
 
+/** A version the operator may mark Pending: its metadata and status are all the mark needs. */
+type PendingCandidate = Pick<CompiledPolicySet, 'metadata' | 'status'>;
+
 type Attempt = { done: true } | { done: false; fresh: ObservedCps | undefined };
 
 export class CpsWriter {
@@ -45,8 +48,9 @@ export class CpsWriter {
   /** Versions whose content differs from what their contentHash claims: rewritten like a hash difference. */
   private readonly tampered = new Map<string, { uid: unknown; generation?: number }>();
   private leading = false;
-  /** Pending marks waiting for their agent, by node. */
+  /** Pending marks waiting for their agent, by node, and the latest version each would go onto. */
   private readonly pendingTimers = new Map<string, NodeJS.Timeout>();
+  private readonly unreported = new Map<string, PendingCandidate>();
 
   constructor(deps: WriterDeps) {
     this.deps = deps;
@@ -78,6 +82,9 @@ export class CpsWriter {
   lead(): void {
     this.leading = true;
     for (const name of new Set([...this.deps.nodeNames(), ...this.store.names()])) this.queue.add(name);
+    // A write the previous leader (or this process before a restart) made shortly before it stopped
+    // may still wait for its report: such versions get the same grace, then the mark.
+    for (const object of this.store.all()) if ((object.status?.observedGeneration ?? 0) < (object.metadata.generation ?? 0)) this.markPendingLater(object);
     this.queue.resume();
   }
 
@@ -86,6 +93,7 @@ export class CpsWriter {
     this.leading = false;
     for (const timer of this.pendingTimers.values()) clearTimeout(timer);
     this.pendingTimers.clear();
+    this.unreported.clear();
     this.queue.pause();
     this.queue.clear();
     await this.queue.drain();
@@ -201,16 +209,22 @@ export class CpsWriter {
    * Pending at once doubled the writes per change (and slowed enforcement under load). The mark goes
    * only onto a version nobody has written since, which is exactly when its agent has not reported.
    */
-  private markPendingLater(written: CompiledPolicySet): void {
+  private markPendingLater(written: PendingCandidate): void {
+    if (!this.leading) return;
     const node = written.metadata.name;
-    clearTimeout(this.pendingTimers.get(node));
+    this.unreported.set(node, written);
+    // A running timer is kept: a node whose spec changes faster than the delay is still marked.
+    if (this.pendingTimers.has(node)) return;
     this.pendingTimers.set(node, setTimeout(() => {
       this.pendingTimers.delete(node);
-      const now = this.store.get(node);
-      if (!this.leading || now?.metadata.resourceVersion !== written.metadata.resourceVersion) return;
-      void this.markPending(written);
+      const latest = this.unreported.get(node);
+      this.unreported.delete(node);
+      // Only onto the version the operator left: anything written since (a report) answers it.
+      if (!this.leading || !latest || this.store.get(node)?.metadata.resourceVersion !== latest.metadata.resourceVersion) return;
+      void this.markPending(latest);
     }, this.deps.pendingAfterMs));
   }
+
 
   private recordWrite(result: WriteResult, written: CompiledPolicySet, bytes: number, since: number): void {
     this.store.upsert(written);
@@ -221,7 +235,7 @@ export class CpsWriter {
   }
 
   /** InSync=False/Pending for the new generation, unless the agent has written status since (in-sync.ts). */
-  private async markPending(written: CompiledPolicySet): Promise<void> {
+  private async markPending(written: PendingCandidate): Promise<void> {
     const ops = pendingStatusPatch(written, conditionTime());
     if (!ops) return;
     try {

@@ -313,3 +313,21 @@ test('InSync=Pending goes only onto nodes whose agent has not reported within --
   assert.deepEqual((await getCps(hooks.api.custom, n1))!.status, agentStatus, 'the agent that reported keeps its report');
   assert.equal(await counterTotal(op.metrics.cpsWrites, { name: 'result', values: ['status'] }), 1, 'one Pending mark, for n2');
 });
+
+test('a node whose spec keeps changing faster than --pending-after-ms is still marked Pending when its agent is silent', async (t) => {
+  const w = new World(t, 'pendchurn');
+  const { nodes, b } = await threeNodeWorld(w);
+  const op = await w.operator({ pendingAfterMs: 600, coalesceMs: 20 });
+  await converged(hooks.api, nodes);
+  // No agent runs. The client's label flips every 150 ms for 2 s: node 1's spec (its peer set) changes each time.
+  const started = performance.now();
+  let sawPending = false;
+  for (let i = 0; performance.now() - started < 2000; i++) {
+    await hooks.api.k.labelPod(b, 'client', { role: i % 2 === 0 ? 'other' : 'client' });
+    await new Promise((r) => setTimeout(r, 150));
+    const cps = await getCps(hooks.api.custom, nodes[0]);
+    sawPending ||= !!cps?.status?.conditions?.some((c) => c.type === 'InSync' && c.reason === 'Pending');
+  }
+  assert.ok(sawPending, 'the silent node was marked while its spec kept changing');
+  assert.ok(await counterTotal(op.metrics.cpsWrites, { name: 'result', values: ['status'] }) >= 1);
+});
