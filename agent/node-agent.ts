@@ -89,11 +89,17 @@ export class NodeAgent {
       return this.running;
     }
     this.running = (async () => {
-      do {
-        this.again = false;
-        await this.sync();
-      } while (this.again && !this.stopped);
-      this.running = undefined;
+      try {
+        do {
+          this.again = false;
+          await this.sync();
+        } while (this.again && !this.stopped);
+      } catch (e) {
+        // A bug must not wedge the loop: the next event or drift check syncs again.
+        this.opts.log.error({ err: (e as Error).message }, 'sync failed unexpectedly');
+      } finally {
+        this.running = undefined;
+      }
     })();
     return this.running;
   }
@@ -180,9 +186,9 @@ export class NodeAgent {
   }
 
   private async report(synced: CompiledPolicySet): Promise<void> {
-    // The operator marks every new generation InSync=Pending right after writing it, and that
-    // status-only version usually arrives while we apply: writing onto it rather than onto the
-    // version we synced avoids a certain conflict and a second round trip before the report lands.
+    // The operator may mark a new generation InSync=Pending (when the report is slow), and that
+    // status-only version can arrive while we apply: writing onto it rather than onto the
+    // version we synced avoids a conflict and a second round trip before the report lands.
     const cps = this.latest && sameSpecVersion(this.latest, synced) ? this.latest : synced;
     // A status we wrote onto this very version is what the object carries now (its echo is on the way).
     const base = cps.metadata.resourceVersion;

@@ -28,6 +28,8 @@ export class AcceptedMembers {
   private answers = new WeakMap<IPSet, boolean>();
 
   has(set: IPSet): boolean {
+    // Asked before the schema has judged the object: anything not shaped like a set is not known.
+    if (typeof set !== 'object' || set === null || typeof set.name !== 'string' || !Array.isArray(set.members)) return false;
     let answer = this.answers.get(set);
     if (answer === undefined) {
       const known = this.lists.get(set.name);

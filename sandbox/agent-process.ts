@@ -50,6 +50,8 @@ export class AgentProcess implements SyncDestroyable {
       MAIN, 'agent', '--node', o.node, '--netns', o.netns, '--kubeconfig', o.kubeconfig, '--metrics-port', String(metricsPort),
       '--metrics-host', '127.0.0.1', '--drift-seconds', String(o.driftSeconds), '--hook-position', 'first', '--iptables-mode', 'auto',
     ], { detached: true, stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, FENCER_LOG_LEVEL: o.logLevel } });
+    // A spawn that fails reports it as an 'error' event; unhandled, it would take the sandbox down.
+    child.once('error', () => undefined);
     if (child.pid === undefined) throw new Error(`could not start the agent of ${o.node}`);
     // bash, not sh: dash's kill cannot signal a process group.
     const watchdog = spawn('bash', ['-c', WATCHDOG, 'bash', String(process.pid), String(child.pid)], { detached: true, stdio: 'ignore' });

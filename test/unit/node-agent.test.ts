@@ -130,3 +130,15 @@ test('the status goes onto the newest version of the applied spec, once (the ope
   assert.deepEqual(writes, ['11'], 'one write, onto the version carrying the Pending mark');
   await agent.stop();
 });
+
+test('sets that are not sets (past a bypassed schema) are rejected as invalid, and the agent keeps syncing', async () => {
+  const { agent, dataplane, statuses } = setup();
+  await agent.offer(cps(spec, 1));
+  const peer = spec.ipSets.find((s) => s.name.startsWith('p-'))!;
+  for (const [generation, bad] of [[2, null], [3, 'p-0000000000000000'], [4, { name: peer.name, kind: peer.kind, origin: 'x' }]] as const) {
+    await agent.offer(cps({ ...spec, ipSets: [...spec.ipSets.filter((s) => s !== peer), bad as never] }, generation));
+    assert.equal(condition(statuses.at(-1)!, 'Degraded').reason, 'Invalid', `generation ${generation}`);
+  }
+  await agent.offer(cps({ ...spec, contentHash: `sha256:${'3'.repeat(64)}` }, 5));
+  assert.equal(dataplane.applied.at(-1)!.contentHash, `sha256:${'3'.repeat(64)}`, 'a good spec after them is applied');
+});
