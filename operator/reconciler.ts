@@ -85,7 +85,6 @@ export class Reconciler {
   /** Recompiles the dirty nodes now (the coalescing timer calls this). */
   flush(): void {
     this.timer = undefined;
-    this.lastCompile = performance.now();
     const batch = new Map(this.dirty);
     this.dirty.clear();
     const started = performance.now();
@@ -95,6 +94,9 @@ export class Reconciler {
     } catch (e) {
       this.deps.log.error({ nodes: batch.size, err: (e as Error).message }, 'recompile failed');
       return;
+    } finally {
+      // The window counts from the end of a compile: a compile longer than it never runs back to back.
+      this.lastCompile = performance.now();
     }
     this.deps.log.debug({ dirty: batch.size, changed: result.size, ms: Math.round(performance.now() - started) }, 'recompiled');
     this.deps.onCompiled(new Map([...result.keys()].map((node) => [node, batch.get(node)!])));
