@@ -15,3 +15,13 @@ export function createNetns(prefix = 'fencer-t'): { name: string; exec: (cmd: st
   process.once('exit', destroy);
   return { name, exec, destroy };
 }
+
+/** Runs `fn` with a fresh namespace and removes the namespace afterwards, also when `fn` fails. */
+export async function withNetns<T>(fn: (ns: ReturnType<typeof createNetns>) => Promise<T>, prefix?: string): Promise<T> {
+  const ns = createNetns(prefix);
+  try {
+    return await fn(ns);
+  } finally {
+    ns.destroy();
+  }
+}

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import type { CompiledPolicySetSpec } from '../../crds/types.ts';
 import { LinuxDataplane } from '../../agent/dataplane/linux/dataplane.ts';
 import { ExecRunner, type KernelRunner, type RunResult } from '../../agent/dataplane/linux/runner.ts';
-import { createNetns } from '../helpers/netns.ts';
+import { createNetns, withNetns } from '../helpers/netns.ts';
 import { scenarioSpecs } from '../helpers/scenario-specs.ts';
 
 const named = scenarioSpecs('test/scenarios/21-named-port-80-from-y.yaml', 1).get('node-1')!;
@@ -36,8 +36,7 @@ class FailingRunner implements KernelRunner {
 }
 
 test('apply, re-apply, member change, rule change and cleanup leave exactly the expected kernel state', async () => {
-  const ns = createNetns();
-  try {
+  await withNetns(async (ns) => {
     const dp = new LinuxDataplane({ runner: new ExecRunner(['ip', 'netns', 'exec', ns.name]) });
     const first = await dp.apply(named);
     assert.equal(first.kind, 'rules');
@@ -70,14 +69,11 @@ test('apply, re-apply, member change, rule change and cleanup leave exactly the 
     await dp.cleanup();
     assert.doesNotMatch(rules(ns), /FENCER/);
     assert.equal(sets(ns).trim(), '');
-  } finally {
-    ns.destroy();
-  }
+  });
 });
 
 test('a failing iptables-restore leaves the previous generation enforced and no new sets behind', async () => {
-  const ns = createNetns();
-  try {
+  await withNetns(async (ns) => {
     const real = new ExecRunner(['ip', 'netns', 'exec', ns.name]);
     await new LinuxDataplane({ runner: real }).apply(named);
     const before = { rules: rules(ns), sets: sets(ns) };
@@ -85,14 +81,11 @@ test('a failing iptables-restore leaves the previous generation enforced and no 
     await assert.rejects(failing.apply(stacked), /iptables-restore: .*injected failure/);
     assert.equal(rules(ns), before.rules);
     assert.equal(sets(ns), before.sets);
-  } finally {
-    ns.destroy();
-  }
+  });
 });
 
 test('a failing ipset restore of a member change rolls the members back', async () => {
-  const ns = createNetns();
-  try {
+  await withNetns(async (ns) => {
     const real = new ExecRunner(['ip', 'netns', 'exec', ns.name]);
     await new LinuxDataplane({ runner: real }).apply(named);
     const before = sets(ns);
@@ -108,14 +101,11 @@ test('a failing ipset restore of a member change rolls the members back', async 
     const peer = named.targets[0].ingress!.rules[0].peers[0];
     await assert.rejects(new LinuxDataplane({ runner: flaky }).apply(withMembers(named, peer, ['10.244.2.11', '10.244.2.99'])), /ipset restore/);
     assert.equal(sets(ns), before);
-  } finally {
-    ns.destroy();
-  }
+  });
 });
 
 test('sets left by an apply killed midway are removed by the next apply', async () => {
-  const ns = createNetns();
-  try {
+  await withNetns(async (ns) => {
     const dp = new LinuxDataplane({ runner: new ExecRunner(['ip', 'netns', 'exec', ns.name]) });
     await dp.apply(named);
     // What a kill -9 between the set build and the rule switch leaves: a complete set nobody references.
@@ -126,14 +116,11 @@ test('sets left by an apply killed midway are removed by the next apply', async 
     assert.equal(r.kind, 'members');
     await restarted.settled();
     assert.doesNotMatch(sets(ns), /deadbeef|0000000000000001/);
-  } finally {
-    ns.destroy();
-  }
+  });
 });
 
 test('drift is detected and repaired: a flushed chain, a flushed set, a deleted FORWARD jump', async () => {
-  const ns = createNetns();
-  try {
+  await withNetns(async (ns) => {
     const dp = new LinuxDataplane({ runner: new ExecRunner(['ip', 'netns', 'exec', ns.name]) });
     await dp.apply(named);
     const good = { rules: rules(ns), sets: sets(ns) };
@@ -147,14 +134,11 @@ test('drift is detected and repaired: a flushed chain, a flushed set, a deleted 
     await dp.apply(named);
     assert.deepEqual(await dp.drift(named), []);
     assert.equal(sets(ns).replace(/FENCER-p-([0-9a-f]{16})(-1)?/g, 'P-$1'), good.sets.replace(/FENCER-p-([0-9a-f]{16})(-1)?/g, 'P-$1'));
-  } finally {
-    ns.destroy();
-  }
+  });
 });
 
 test('the FORWARD jump goes right after kube-proxy\'s KUBE-SERVICES jump', async () => {
-  const ns = createNetns();
-  try {
+  await withNetns(async (ns) => {
     ns.exec(['iptables', '-N', 'KUBE-SERVICES']);
     ns.exec(['iptables', '-A', 'FORWARD', '-j', 'ACCEPT', '-s', '192.0.2.1']);
     ns.exec(['iptables', '-A', 'FORWARD', '-m', 'conntrack', '--ctstate', 'NEW', '-j', 'KUBE-SERVICES']);
@@ -168,14 +152,11 @@ test('the FORWARD jump goes right after kube-proxy\'s KUBE-SERVICES jump', async
     const after = ns.exec(['iptables', '-S', 'FORWARD']);
     assert.doesNotMatch(after, /FENCER/);
     assert.match(after, /KUBE-SERVICES/, 'cleanup leaves what others own');
-  } finally {
-    ns.destroy();
-  }
+  });
 });
 
 test('a kernel read ahead of the first apply, or by a clean drift check, spares the next apply a read; a stale one fails whole and is retried', async () => {
-  const ns = createNetns();
-  try {
+  await withNetns(async (ns) => {
     const calls: string[] = [];
     const inner = new ExecRunner(['ip', 'netns', 'exec', ns.name]);
     const runner: KernelRunner = { run: (c, a, i) => { calls.push(`${c} ${a[0]}`); return inner.run(c, a, i); } };
@@ -202,14 +183,11 @@ test('a kernel read ahead of the first apply, or by a clean drift check, spares 
     assert.deepEqual({ rules: rules(ns), sets: sets(ns) }, before);
     await fresh.apply(next);
     assert.deepEqual(await fresh.drift(next), []);
-  } finally {
-    ns.destroy();
-  }
+  });
 });
 
 test('a drift check that overlapped an apply leaves no stale state behind for the next apply to trust', async () => {
-  const ns = createNetns();
-  try {
+  await withNetns(async (ns) => {
     const inner = new ExecRunner(['ip', 'netns', 'exec', ns.name]);
     let holdApply: Promise<void> | undefined;
     let holdRead: Promise<void> | undefined;
@@ -243,7 +221,5 @@ test('a drift check that overlapped an apply leaves no stale state behind for th
     releaseRead();
     await drifting;
     assert.equal((await dp.apply(retargeted)).kind, 'noop', 'the next apply planned against what the kernel holds');
-  } finally {
-    ns.destroy();
-  }
+  });
 });
