@@ -11,7 +11,6 @@
 // changes at a steady rate, each changing some nodes' specs).
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -20,6 +19,7 @@ import { CPS_GROUP, CPS_PLURAL, CPS_VERSION, type CompiledPolicySet } from '../c
 import { startControlPlane } from '../test/cluster/control-plane.ts';
 import { kubelet } from '../test/cluster/kubelet.ts';
 import { podCIDR, syntheticCluster, type SyntheticSize } from '../bench/synthetic.ts';
+import { freePort } from '../test/netns/free-port.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const args = process.argv.slice(2);
@@ -74,13 +74,6 @@ class Meter {
   }
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as AddressInfo).port;
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
-}
 
 function run(argv: string[]): ChildProcess {
   const child = spawn(process.execPath, [`${root}cli/main.ts`, ...argv], { stdio: ['ignore', 'ignore', 'inherit'] });

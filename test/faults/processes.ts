@@ -6,8 +6,6 @@ import { closeSync, openSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../netns/free-port.ts';
 
-export { freePort };
-
 const root = fileURLToPath(new URL('../../', import.meta.url));
 export const NODE = `${root}node_modules/node/bin/node`;
 const MAIN = `${root}cli/main.ts`;

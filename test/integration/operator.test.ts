@@ -4,7 +4,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { CoordinationV1Api, PatchStrategy, setHeaderOptions, type CoreV1Event } from '@kubernetes/client-node';
 import { expandSpec, specBytes } from '../../crds/codec.ts';
 import { CPS_API_VERSION, CPS_KIND, type CompiledPolicySet } from '../../crds/types.ts';
@@ -17,6 +16,7 @@ import {
   converged, cpsApi, deleteCps, expectedSpecs, getCps, kube, listCps, scrape, settled, waitFor, World, writes, type Kube,
 } from './operator-fixture.ts';
 import { cpsTestHooks } from './operator-fixture.ts';
+import { freePort } from '../netns/free-port.ts';
 
 const jsonPatch = setHeaderOptions('Content-Type', PatchStrategy.JsonPatch);
 const hooks = cpsTestHooks();
@@ -231,13 +231,6 @@ test('a node whose spec exceeds the budget gets compressed member lists that exp
   assert.deepEqual(expandSpec(written.spec), expected);
 });
 
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await new Promise((r) => server.once('listening', r));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 test('`fencer operator` serves /healthz, /readyz and /cluster-metrics; on SIGTERM it releases the Lease and exits 0', async (t) => {
   const w = new World(t, 'cli');

@@ -8,7 +8,6 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as yaml from 'js-yaml';
@@ -18,6 +17,7 @@ import { createNetns } from '../helpers/netns.ts';
 import { chartDir, dashboardExprs, exportedMetrics, find, render, type K8sObject, type MetricType } from '../helpers/chart.ts';
 import { testCluster } from './env.ts';
 import { cpsTestHooks, getCps, testLogger, waitFor, World } from './operator-fixture.ts';
+import { freePort } from '../netns/free-port.ts';
 
 const PROMETHEUS = '/usr/bin/prometheus';
 const PROMTOOL = '/usr/bin/promtool';
@@ -98,13 +98,6 @@ function staticJobs(agent: string, operator: string, annotated: string[]): Job[]
   }));
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
-}
 
 function renderedRules(): { groups: Array<{ name: string; rules: Array<{ alert: string; expr: string; for?: string; labels: Record<string, string>; annotations: Record<string, string> }> }> } {
   const rule = find(render({ set: { 'prometheusRule.enabled': true } }), 'PrometheusRule') as K8sObject & { spec: ReturnType<typeof renderedRules> };
