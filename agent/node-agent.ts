@@ -146,7 +146,7 @@ export class NodeAgent {
       this.backoff.reset();
       clearTimeout(this.retryTimer);
       this.retryTimer = undefined;
-      if (outcome.kind !== 'noop') log.info({ generation: cps.metadata.generation, kind: outcome.kind, ms: Math.round(seconds * 1000), counts: outcome.counts }, 'applied');
+      if (outcome.kind !== 'noop') log.info({ generation: cps.metadata.generation, kind: outcome.kind, ms: Math.round(seconds * 1000), ipsetMs: Math.round(outcome.ipsetMs), iptablesMs: Math.round(outcome.iptablesMs), counts: outcome.counts }, 'applied');
     } catch (e) {
       const message = (e as Error).message;
       metrics.applies.inc({ result: 'failed' });

@@ -1,5 +1,6 @@
 // Agent benchmark: full apply and one-member change against the kernel floor (the same payloads fed
-// straight to ipset restore and iptables-restore), each in a fresh network namespace.
+// straight to ipset restore and iptables-restore through an already started shell, the way the agent
+// runs its tools), each in a fresh network namespace.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { CPS_API_VERSION, CPS_KIND, type CompiledPolicySetSpec, type IPSet, type Rule } from '../crds/types.ts';
@@ -9,7 +10,7 @@ import { NodeAgent } from '../agent/node-agent.ts';
 import { silentLogger } from '../runtime/log.ts';
 import { LinuxDataplane } from '../agent/dataplane/linux/dataplane.ts';
 import { planApply } from '../agent/dataplane/linux/plan.ts';
-import { ExecRunner } from '../agent/dataplane/linux/runner.ts';
+import { ShellRunner } from '../agent/dataplane/linux/shell-runner.ts';
 import { toolsFor, type IptablesMode } from '../agent/dataplane/linux/backend.ts';
 import { stableId } from '../operator/compile/naming.ts';
 import { fmt, stat, type Stat } from './stats.ts';
@@ -65,48 +66,58 @@ export async function benchAgent(size: AgentSize, mode: IptablesMode, runs = siz
   const agentMember: number[] = [];
   const read: number[] = [];
   for (let i = 0; i < runs; i++) {
+    // The floor runs the same payloads through the agent's kind of runner, a shell already started.
     await withNetns(async (ns) => {
-      const runner = new ExecRunner(['ip', 'netns', 'exec', ns]);
-      const t = performance.now();
-      await runner.run('ipset', ['restore'], plan.ipset);
-      await runner.run(tools.restore, ['-w', '--noflush'], plan.iptables);
-      floor.push(performance.now() - t);
+      const runner = new ShellRunner(['ip', 'netns', 'exec', ns]);
+      try {
+        await runner.run('true', []);
+        const t = performance.now();
+        await runner.run('ipset', ['restore'], plan.ipset);
+        await runner.run(tools.restore, ['-w', '--noflush'], plan.iptables);
+        floor.push(performance.now() - t);
+      } finally {
+        runner.close();
+      }
     });
     await withNetns(async (ns) => {
-      const dp = new LinuxDataplane({ runner: new ExecRunner(['ip', 'netns', 'exec', ns]), tools });
-      // The agent reads the kernel while its watch lists (before any CPS arrives): timed on its own.
-      let t = performance.now();
-      await dp.prepare();
-      read.push(performance.now() - t);
-      t = performance.now();
-      await dp.apply(spec);
-      full.push(performance.now() - t);
-      // The same dataplane behind a NodeAgent, as `fencer agent` runs it: validation, apply, status.
-      let dpMs = 0;
-      const timed: Dataplane = {
-        apply: async (s) => { const t0 = performance.now(); const r = await dp.apply(s); dpMs = performance.now() - t0; if (r.kind !== 'members' && s !== spec) throw new Error(`a one-member change planned ${r.kind}`); return r; },
-        drift: (s) => dp.drift(s), cleanup: () => dp.cleanup(),
-      };
-      const agent = new NodeAgent({ nodeName: spec.nodeName, agentName: 'bench', dataplane: timed, statusWriter: { writeStatus: async () => true }, metrics: agentMetrics(), log: silentLogger(), driftIntervalMs: 0 });
-      let generation = 1;
-      // Objects arrive decoded from the watch: each offer gets a fresh copy, never one shared with the last.
-      const decoded = (s: CompiledPolicySetSpec) => JSON.parse(JSON.stringify({ apiVersion: CPS_API_VERSION, kind: CPS_KIND, metadata: { name: s.nodeName, generation: generation++ }, spec: s }));
-      await agent.offer(decoded(spec));
-      // One change warms the member path up (an agent makes many in its life); the next ones are measured.
-      let current = spec;
-      for (let change = 0; change <= MEMBER_CHANGES; change++) {
-        const peer = current.ipSets[change % (current.ipSets.length - 1)];
-        current = { ...current, contentHash: `sha256:${String(change % 10).repeat(64)}`, ipSets: current.ipSets.map((s) => (s === peer ? { ...s, members: [...s.members, `10.255.${change}.1`] } : s)) };
-        const cps = decoded(current);
+      const dp = new LinuxDataplane({ runner: new ShellRunner(['ip', 'netns', 'exec', ns]), tools });
+      try {
+        // The agent reads the kernel while its watch lists (before any CPS arrives): timed on its own.
+        let t = performance.now();
+        await dp.prepare();
+        read.push(performance.now() - t);
         t = performance.now();
-        await agent.offer(cps);
-        if (change > 0) {
-          agentMember.push(performance.now() - t);
-          member.push(dpMs);
+        await dp.apply(spec);
+        full.push(performance.now() - t);
+        // The same dataplane behind a NodeAgent, as `fencer agent` runs it: validation, apply, status.
+        let dpMs = 0;
+        const timed: Dataplane = {
+          apply: async (s) => { const t0 = performance.now(); const r = await dp.apply(s); dpMs = performance.now() - t0; if (r.kind !== 'members' && s !== spec) throw new Error(`a one-member change planned ${r.kind}`); return r; },
+          drift: (s) => dp.drift(s), cleanup: () => dp.cleanup(),
+        };
+        const agent = new NodeAgent({ nodeName: spec.nodeName, agentName: 'bench', dataplane: timed, statusWriter: { writeStatus: async () => true }, metrics: agentMetrics(), log: silentLogger(), driftIntervalMs: 0 });
+        let generation = 1;
+        // Objects arrive decoded from the watch: each offer gets a fresh copy, never one shared with the last.
+        const decoded = (s: CompiledPolicySetSpec) => JSON.parse(JSON.stringify({ apiVersion: CPS_API_VERSION, kind: CPS_KIND, metadata: { name: s.nodeName, generation: generation++ }, spec: s }));
+        await agent.offer(decoded(spec));
+        // One change warms the member path up (an agent makes many in its life); the next ones are measured.
+        let current = spec;
+        for (let change = 0; change <= MEMBER_CHANGES; change++) {
+          const peer = current.ipSets[change % (current.ipSets.length - 1)];
+          current = { ...current, contentHash: `sha256:${String(change % 10).repeat(64)}`, ipSets: current.ipSets.map((s) => (s === peer ? { ...s, members: [...s.members, `10.255.${change}.1`] } : s)) };
+          const cps = decoded(current);
+          t = performance.now();
+          await agent.offer(cps);
+          if (change > 0) {
+            agentMember.push(performance.now() - t);
+            member.push(dpMs);
+          }
         }
+        if (agent.enforcedGeneration() !== generation - 1) throw new Error('the agent did not enforce the last change');
+        await agent.stop();
+      } finally {
+        await dp.close();
       }
-      if (agent.enforcedGeneration() !== generation - 1) throw new Error('the agent did not enforce the last change');
-      await agent.stop();
     });
   }
   const fullMs = stat(full);

@@ -3,7 +3,7 @@
 import { globSync } from 'node:fs';
 import type { CompiledPolicySetSpec } from '../crds/types.ts';
 import { desiredChains, desiredSets } from '../agent/dataplane/linux/translate.ts';
-import { CHAIN_EGRESS, CHAIN_FORWARD, CHAIN_INGRESS, targetChain } from '../agent/dataplane/linux/names.ts';
+import { CHAIN_EGRESS, CHAIN_FORWARD, CHAIN_INGRESS, CHAIN_TOP, targetChain } from '../agent/dataplane/linux/names.ts';
 import { PolicyCompiler } from '../operator/compile/compiler.ts';
 import { loadScenario } from '../matrix/scenario.ts';
 import { ScenarioWorld } from '../matrix/world.ts';
@@ -11,20 +11,21 @@ import { syntheticCluster, type SyntheticSize } from './synthetic.ts';
 
 export interface EconomyRow { name: string; nodes: number; policies: number; rulesMax: number; setsMax: number; entriesMax: number; traversedMax: number; selectingMax: number }
 
-/** Rules a NEW packet walks on one node in the worst case: hook chains, dispatch, one target chain per direction. */
+/** Rules a NEW packet walks on one node in the worst case: entry chains, dispatch, one target chain per direction. */
 export function worstTraversal(spec: CompiledPolicySetSpec): { rules: number; selecting: number } {
   const chains = desiredChains(spec, (id) => id);
+  const entry = chains.get(CHAIN_FORWARD)!.length + chains.get(CHAIN_TOP)!.length;
   let worst = 0;
   let selecting = 0;
   for (const t of spec.targets) {
     const walk = (dir: 'ingress' | 'egress', dispatch: string) => (t[dir] ? chains.get(dispatch)!.length + chains.get(targetChain(dir, t.podSet))!.length : chains.get(dispatch)!.length);
-    const total = chains.get(CHAIN_FORWARD)!.length + walk('egress', CHAIN_EGRESS) + walk('ingress', CHAIN_INGRESS);
+    const total = entry + walk('egress', CHAIN_EGRESS) + walk('ingress', CHAIN_INGRESS);
     if (total > worst) {
       worst = total;
       selecting = t.policies.length;
     }
   }
-  return { rules: worst || chains.get(CHAIN_FORWARD)!.length + chains.get(CHAIN_EGRESS)!.length + chains.get(CHAIN_INGRESS)!.length, selecting };
+  return { rules: worst || entry + chains.get(CHAIN_EGRESS)!.length + chains.get(CHAIN_INGRESS)!.length, selecting };
 }
 
 function row(name: string, specs: Map<string, CompiledPolicySetSpec>, policies: number): EconomyRow {

@@ -6,7 +6,7 @@ import type { Registry } from 'prom-client';
 import { CpsStatusWriter, ownCpsInformer } from '../agent/cps-client.ts';
 import { toolsFor, type IptablesMode } from '../agent/dataplane/linux/backend.ts';
 import { LinuxDataplane, type HookPosition } from '../agent/dataplane/linux/dataplane.ts';
-import { ExecRunner } from '../agent/dataplane/linux/runner.ts';
+import { ShellRunner } from '../agent/dataplane/linux/shell-runner.ts';
 import type { Dataplane } from '../agent/dataplane/dataplane.ts';
 import { windowsDataplaneFromEnv } from '../agent/dataplane/windows/from-env.ts';
 import { agentMetrics } from '../agent/metrics.ts';
@@ -33,7 +33,7 @@ export interface AgentOptions {
 export interface RunningAgent { agent: NodeAgent; stop(): Promise<void>; metricsPort?: number }
 
 export function linuxDataplane(opts: Pick<AgentOptions, 'netns' | 'hookPosition' | 'iptablesMode'>): LinuxDataplane {
-  const runner = new ExecRunner(opts.netns ? ['ip', 'netns', 'exec', opts.netns] : []);
+  const runner = new ShellRunner(opts.netns ? ['ip', 'netns', 'exec', opts.netns] : []);
   return new LinuxDataplane({ runner, hookPosition: opts.hookPosition, tools: opts.iptablesMode === 'auto' ? undefined : toolsFor(opts.iptablesMode) });
 }
 
@@ -48,8 +48,9 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const log = opts.log ?? createLogger('fencer-agent').child({ node: opts.nodeName });
   const kc = loadKubeConfig(opts.kubeconfig);
   const metrics = agentMetrics();
+  const dataplane = pickDataplane(opts, metrics.registry);
   const agent = new NodeAgent({
-    nodeName: opts.nodeName, agentName: `fencer-agent@${hostname()}`, dataplane: pickDataplane(opts, metrics.registry),
+    nodeName: opts.nodeName, agentName: `fencer-agent@${hostname()}`, dataplane,
     statusWriter: new CpsStatusWriter(kc), metrics, log, driftIntervalMs: opts.driftSeconds * 1000,
   });
   const informer = ownCpsInformer(kc, opts.nodeName, log);
@@ -72,6 +73,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     async stop() {
       await informer.stop();
       await agent.stop();
+      await dataplane.close?.();
       await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
     },
   };
@@ -92,7 +94,9 @@ export function registerAgentCommand(program: Command): void {
     .option('--cleanup', 'remove every chain, jump and set Fencer owns, then exit')
     .action(async (o: { node?: string; kubeconfig?: string; netns?: string; metricsPort: number; metricsHost?: string; driftSeconds: number; hookPosition: HookPosition; iptablesMode: 'auto' | IptablesMode; dataplane?: 'linux' | 'windows'; cleanup?: boolean }) => {
       if (o.cleanup) {
-        await pickDataplane(o).cleanup();
+        const dataplane = pickDataplane(o);
+        await dataplane.cleanup();
+        await dataplane.close?.();
         console.log('removed every chain, jump and set Fencer owns');
         return;
       }

@@ -5,6 +5,7 @@ import type { CompiledPolicySetSpec, Rule } from '../crds/types.ts';
 import { chainHashes, desiredChains, desiredSets } from '../agent/dataplane/linux/translate.ts';
 import { forwardJumpIndex, referencedSets, type KernelState } from '../agent/dataplane/linux/kernel-state.ts';
 import { CHAIN_FORWARD, PREFIX, setNames } from '../agent/dataplane/linux/names.ts';
+import { liveGeneration, planTidy } from '../agent/dataplane/linux/plan.ts';
 import { listSome } from './errors.ts';
 import { describeRule, type Direction } from './wording.ts';
 
@@ -17,9 +18,17 @@ export interface KernelComparison {
 
 export type HookPosition = 'after-kube-services' | 'first';
 
-export function compareKernel(spec: CompiledPolicySetSpec, kernel: KernelState, hookPosition: HookPosition = 'after-kube-services'): KernelComparison {
+export function compareKernel(spec: CompiledPolicySetSpec, read: KernelState, hookPosition: HookPosition = 'after-kube-services'): KernelComparison {
   const differences: string[] = [];
   const notes: string[] = [];
+  // The previous generation's chains stay until the agent's cleanup after an apply: harmless, unreachable.
+  const tidy = planTidy(read);
+  const kernel = tidy?.after ?? read;
+  if (tidy) {
+    const left = [...read.chains.keys()].filter((c) => !kernel.chains.has(c)).sort();
+    notes.push(`${left.length ? `chains ${listSome(left, 10)}` : `${CHAIN_FORWARD} rules after the first`} are left over from the previous generation (unreachable; the agent removes them after each change)`);
+  }
+  const generation = liveGeneration(kernel.chains) ?? 0;
   const origins = new Map(spec.ipSets.map((s) => [s.name, s.origin]));
   const inUse = referencedSets(kernel.chains);
   const names = new Map<string, string>();
@@ -48,7 +57,7 @@ export function compareKernel(spec: CompiledPolicySetSpec, kernel: KernelState, 
     else notes.push(`set ${name} is left over (unused; the agent destroys it on its next change)`);
   }
 
-  const chains = desiredChains(spec, (id) => names.get(id) ?? setNames(id)[0]);
+  const chains = desiredChains(spec, (id) => names.get(id) ?? setNames(id)[0], generation);
   const labels = ruleLabels(spec);
   for (const [chain, lines] of chains) {
     const have = kernel.chains.get(chain);
@@ -90,7 +99,7 @@ function labelOf(line: string, labels: Map<string, string>): string {
 
 function ruleLabels(spec: CompiledPolicySetSpec): Map<string, string> {
   const sets = new Map(spec.ipSets.map((s) => [s.name, s]));
-  const out = new Map<string, string>([['egress', 'the jump to FENCER-EGRESS'], ['ingress', 'the jump to FENCER-INGRESS']]);
+  const out = new Map<string, string>([['tree', 'the goto to the live generation of the chain tree'], ['egress', 'the jump to FENCER-EGRESS'], ['ingress', 'the jump to FENCER-INGRESS']]);
   for (const t of spec.targets) {
     const pods = t.pods.join(', ');
     out.set(`default deny ${t.podSet}`, `the default deny of ${pods}`);
@@ -104,8 +113,9 @@ function ruleLabels(spec: CompiledPolicySetSpec): Map<string, string> {
 
 function chainPurpose(chain: string, spec: CompiledPolicySetSpec): string {
   if (chain === CHAIN_FORWARD) return 'the entry point';
-  if (chain === `${PREFIX}INGRESS` || chain === `${PREFIX}EGRESS`) return 'dispatch by pod address';
-  const m = /^FENCER-([IE])-([0-9a-f]{16})$/.exec(chain);
+  if (/^FENCER-TOP(-1)?$/.test(chain)) return 'egress, then ingress';
+  if (/^FENCER-(IN|E)GRESS(-1)?$/.test(chain)) return 'dispatch by pod address';
+  const m = /^FENCER-([IE])-([0-9a-f]{16})(-1)?$/.exec(chain);
   const t = m ? spec.targets.find((x) => x.podSet === `t-${m[2]}`) : undefined;
   return t ? `${m![1] === 'I' ? 'ingress' : 'egress'} rules of ${t.pods.join(', ')}` : 'a target';
 }

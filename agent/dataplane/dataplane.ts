@@ -15,4 +15,6 @@ export interface Dataplane {
   cleanup(): Promise<void>;
   /** Optional warm-up before the first apply (e.g. reading the live state while the watch starts). */
   prepare?(): Promise<void>;
+  /** Finishes cleanup in flight and releases helper processes; called when the agent stops. */
+  close?(): Promise<void>;
 }

@@ -135,10 +135,10 @@ export function edgeAddresses(c: ClusterSnapshot): string[] {
 
 const IP = String.raw`\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}`;
 const SET = String.raw`FENCER-[ptn]-[0-9a-f]{16}(?:-1)?`;
-const CHAIN = String.raw`FENCER-(?:FORWARD|INGRESS|EGRESS|[IE]-[0-9a-f]{16})`;
-const RULE_LINE = new RegExp(String.raw`^-A ${CHAIN} (?:-[sd] ${IP}/32 )?(?:-p (?:tcp|udp|sctp) )?(?:-m set --match-set ${SET} (?:src|dst) )?`
+const CHAIN = String.raw`FENCER-(?:FORWARD|(?:TOP|INGRESS|EGRESS|[IE]-[0-9a-f]{16})(?:-1)?)`;
+const RULE_LINE = new RegExp(String.raw`^(?:-A ${CHAIN}|-I FENCER-FORWARD 1) (?:-[sd] ${IP}/32 )?(?:-p (?:tcp|udp|sctp) )?(?:-m set --match-set ${SET} (?:src|dst) )?`
   + String.raw`(?:-m (?:tcp|udp|sctp) --dport \d{1,5}(?::\d{1,5})? |-m set --match-set ${SET} dst,dst )?`
-  + String.raw`-m comment --comment "fencer:[0-9a-f]{16} (?:egress|ingress|t-[0-9a-f]{16} ${IP}|r-[0-9a-f]{16}|default deny t-[0-9a-f]{16})" -j (?:RETURN|DROP|${CHAIN})$`);
+  + String.raw`-m comment --comment "fencer:[0-9a-f]{16} (?:tree|egress|ingress|t-[0-9a-f]{16} ${IP}|r-[0-9a-f]{16}|default deny t-[0-9a-f]{16})" -[jg] (?:RETURN|DROP|${CHAIN})$`);
 const MEMBER = String.raw`${IP}(?:/\d{1,2}|,(?:tcp|udp|sctp):\d{1,5})?`;
 const IPSET_LINE = new RegExp(String.raw`^(?:create ${SET} hash:(?:ip|net|ip,port) family inet hashsize 1024 maxelem \d+|add ${SET} ${MEMBER}|del ${SET} ${MEMBER}|destroy ${SET})$`);
 const TABLE_LINE = new RegExp(String.raw`^(?:\*filter|COMMIT|:${CHAIN} - \[0:0\]|-X ${CHAIN})$`);

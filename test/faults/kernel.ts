@@ -51,6 +51,7 @@ async function kernelProblemsNow(netns: string, spec: CompiledPolicySetSpec): Pr
   if (unreferenced.length) problems.push(`sets no rule references: ${unreferenced.join(', ')}`);
   const plan = planApply(spec, kernel);
   if (plan.kind === 'rules') problems.push('Fencer chains differ from the spec');
+  if (plan.tidy) problems.push('chains of a previous generation are left over');
   if (plan.kind === 'members' && plan.ipset) problems.push(`set members differ: ${plan.ipset.trim().split('\n').slice(0, 3).join(' / ')}`);
   if (plan.destroyAfter.length) problems.push(`sets to destroy: ${plan.destroyAfter.join(', ')}`);
   const hook = kernel.forward.filter((l) => l.includes('-j FENCER-FORWARD'));

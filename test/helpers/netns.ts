@@ -7,9 +7,10 @@ export function createNetns(prefix = 'fencer-t'): { name: string; exec: (cmd: st
   execFileSync('ip', ['netns', 'add', name]);
   const exec = (cmd: string[], input?: string) => execFileSync('ip', ['netns', 'exec', name, ...cmd], { encoding: 'utf8', input });
   const destroy = () => {
+    process.removeListener('exit', destroy);
     try {
       // ipsets live per namespace and go away with it; iptables state too.
-      execFileSync('ip', ['netns', 'del', name]);
+      execFileSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
     } catch { /* already gone */ }
   };
   process.once('exit', destroy);

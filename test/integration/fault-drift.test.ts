@@ -14,6 +14,7 @@ import { ProbeLoop } from '../faults/probe-loop.ts';
 import { metricValue } from '../faults/processes.ts';
 import { recordRow } from '../faults/report.ts';
 import { testCluster } from './env.ts';
+import { liveChain } from '../helpers/live-chain.ts';
 
 const NS = 'fault-drift';
 const NODES = [{ name: 'fd1', podCIDR: '10.244.1.0/24' }, { name: 'fd2', podCIDR: '10.244.2.0/24' }];
@@ -76,6 +77,8 @@ for (const c of CASES) {
       const listed = await inNetns(netns, ['ipset', 'list', '-n']);
       cmd[2] = listed.split('\n').find((n) => n === cmd[2] || n === `${cmd[2]}-1`) ?? cmd[2];
     }
+    // So does a chain (two generations): flush the one FENCER-FORWARD leads to.
+    if (cmd[1] === '-F') cmd[2] = liveChain(await inNetns(netns, ['iptables-save', '-t', 'filter']), cmd[2]);
     await inNetns(netns, cmd);
     const injected = performance.now();
     assert.notDeepEqual(await kernelProblems(netns, spec), [], 'the fault shows');

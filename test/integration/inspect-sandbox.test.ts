@@ -21,6 +21,7 @@ import { Sandbox } from '../../sandbox/sandbox.ts';
 import { explainCommand, runInspect, verifyCommand, type Output } from '../../inspect/commands.ts';
 import type { Explanation } from '../../inspect/explain.ts';
 import { testCluster } from './env.ts';
+import { liveChain } from '../helpers/live-chain.ts';
 
 function capture(): Output & { stdout: string; stderr: string } {
   const c = { stdout: '', stderr: '', out: (t: string) => { c.stdout += t; }, err: (t: string) => { c.stderr += t; } };
@@ -83,10 +84,10 @@ for (const file of FILES) {
       const netns = sandbox.topology.nodeNetns(node);
       const target = withRules.spec.targets.find((t) => (t.ingress?.rules.length ?? 0) + (t.egress?.rules.length ?? 0) > 0)!;
       const direction = target.ingress?.rules.length ? 'ingress' : 'egress';
-      const chain = `FENCER-${direction === 'ingress' ? 'I' : 'E'}-${target.podSet.slice(2)}`;
       const rule = target[direction]!.rules[0];
       const tools = await new LinuxDataplane({ runner: new ExecRunner(['ip', 'netns', 'exec', netns]) }).iptables();
       const save = execFileSync('ip', ['netns', 'exec', netns, tools.save, '-t', 'filter'], { encoding: 'utf8' });
+      const chain = liveChain(save, `FENCER-${direction === 'ingress' ? 'I' : 'E'}-${target.podSet.slice(2)}`);
       const lines = save.split('\n').filter((l) => l.startsWith(`-A ${chain} `));
       const position = lines.findIndex((l) => l.includes(rule.id));
       assert.ok(position >= 0, lines.join('\n'));

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import type { CompiledPolicySetSpec } from '../../crds/types.ts';
 import { LinuxDataplane } from '../../agent/dataplane/linux/dataplane.ts';
 import { ExecRunner, type KernelRunner, type RunResult } from '../../agent/dataplane/linux/runner.ts';
+import { ShellRunner } from '../../agent/dataplane/linux/shell-runner.ts';
 import { createNetns, withNetns } from '../helpers/netns.ts';
 import { scenarioSpecs } from '../helpers/scenario-specs.ts';
 
@@ -35,9 +36,20 @@ class FailingRunner implements KernelRunner {
   }
 }
 
-test('apply, re-apply, member change, rule change and cleanup leave exactly the expected kernel state', async () => {
+// Both runners: a process per call (tests, `fencer verify`) and the agent's long-lived shell.
+for (const [label, makeRunner] of [['a process per call', (ns: string) => new ExecRunner(['ip', 'netns', 'exec', ns])], ['one shell', (ns: string) => new ShellRunner(['ip', 'netns', 'exec', ns])]] as const) test(`apply, re-apply, member change, rule change and cleanup leave exactly the expected kernel state (${label})`, async () => {
   await withNetns(async (ns) => {
-    const dp = new LinuxDataplane({ runner: new ExecRunner(['ip', 'netns', 'exec', ns.name]) });
+    const dp = new LinuxDataplane({ runner: makeRunner(ns.name) });
+    try {
+      await applyChangeCleanup(dp, ns);
+    } finally {
+      await dp.close();
+    }
+  });
+});
+
+async function applyChangeCleanup(dp: LinuxDataplane, ns: ReturnType<typeof createNetns>): Promise<void> {
+  {
     const first = await dp.apply(named);
     assert.equal(first.kind, 'rules');
     const rulesAfterFirst = rules(ns);
@@ -65,10 +77,51 @@ test('apply, re-apply, member change, rule change and cleanup leave exactly the 
     assert.doesNotMatch(sets(ns), /FENCER-n-/, 'sets no longer referenced are destroyed');
     const oldChain = `FENCER-I-${named.targets[0].podSet.slice(2)}`;
     if (!stacked.targets.some((t) => t.podSet === named.targets[0].podSet)) assert.ok(!rules(ns).includes(oldChain), 'chains no longer wanted are deleted');
+    assert.deepEqual(generations(rules(ns)), { root: ['FENCER-TOP-1'], chains: [1] }, 'the rule change wrote generation 1 and removed generation 0');
+
+    const back = await dp.apply(named);
+    assert.equal(back.kind, 'rules');
+    await dp.settled();
+    assert.deepEqual(generations(rules(ns)), { root: ['FENCER-TOP'], chains: [0] });
+    assert.deepEqual(await dp.drift(named), []);
 
     await dp.cleanup();
     assert.doesNotMatch(rules(ns), /FENCER/);
     assert.equal(sets(ns).trim(), '');
+  }
+}
+
+/** Where FENCER-FORWARD goes, and the generations of the other Fencer chains. */
+function generations(save: string): { root: string[]; chains: number[] } {
+  const root = [...save.matchAll(/^-A FENCER-FORWARD .* -g (\S+)$/gm)].map((m) => m[1]);
+  const chains = [...save.matchAll(/^:(FENCER-\S+) /gm)].map((m) => m[1]).filter((c) => c !== 'FENCER-FORWARD');
+  return { root, chains: [...new Set(chains.map((c) => (c.endsWith('-1') ? 1 : 0)))].sort() };
+}
+
+test('a cleanup that fails leaves the old generation unreachable; the next apply removes it before anything else', async () => {
+  await withNetns(async (ns) => {
+    const real = new ExecRunner(['ip', 'netns', 'exec', ns.name]);
+    let failed = 0;
+    const runner: KernelRunner = {
+      run: (cmd, args, input) => {
+        // The switch only adds; the cleanup is the restore that deletes chains.
+        if (/iptables-(nft|legacy)-restore/.test(cmd) && /^-X /m.test(input ?? '') && failed++ === 0) return Promise.resolve({ stdout: '', stderr: 'injected failure', exitCode: 1 });
+        return real.run(cmd, args, input);
+      },
+    };
+    const dp = new LinuxDataplane({ runner });
+    await dp.apply(named);
+    const switched = await dp.apply(stacked);
+    assert.equal(switched.kind, 'rules');
+    await dp.settled();
+    assert.equal(failed, 1);
+    assert.deepEqual(generations(rules(ns)), { root: ['FENCER-TOP-1', 'FENCER-TOP'], chains: [0, 1] }, 'both generations, the new one first');
+    assert.deepEqual(await dp.drift(stacked), ['chains the live tree does not reach are left over']);
+    const repaired = await dp.apply(stacked);
+    assert.notEqual(repaired.kind, 'rules', 'the live generation already holds the spec');
+    await dp.settled();
+    assert.deepEqual(generations(rules(ns)), { root: ['FENCER-TOP-1'], chains: [1] });
+    assert.deepEqual(await dp.drift(stacked), []);
   });
 });
 

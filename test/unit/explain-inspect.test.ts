@@ -89,18 +89,33 @@ test('verify: missing hook, missing set, foreign rule, unknown chain, reordered 
   kernel.sets.set('FENCER-p-0000000000000000', { name: 'FENCER-p-0000000000000000', type: 'hash:ip', members: new Set() });
   kernel.chains.get('FENCER-INGRESS')!.push('-A FENCER-INGRESS -s 10.1.1.1/32 -j ACCEPT');
   kernel.chains.set('FENCER-I-ffffffffffffffff', []);
-  kernel.chains.get('FENCER-FORWARD')!.reverse();
+  kernel.chains.get('FENCER-TOP')!.reverse();
   const { differences, notes } = compareKernel(spec, kernel);
   assert.ok(differences.some((d) => d.startsWith(`set ${setName} (`) && d.endsWith('is missing from the kernel')), differences.join('\n'));
   assert.ok(differences.includes('chain FENCER-INGRESS: rule not in the spec: -A FENCER-INGRESS -s 10.1.1.1/32 -j ACCEPT'));
   assert.ok(differences.includes('chain FENCER-I-ffffffffffffffff is in the kernel but not in the spec (0 rules)'));
-  assert.ok(differences.includes('chain FENCER-FORWARD: the rules are all there but in a different order (or repeated)'));
+  assert.ok(differences.includes('chain FENCER-TOP: the rules are all there but in a different order (or repeated)'));
   assert.ok(differences.includes("the FORWARD jump to FENCER-FORWARD is missing: no traffic reaches Fencer's rules"));
   assert.deepEqual(notes, ['set FENCER-p-0000000000000000 is left over (unused; the agent destroys it on its next change)']);
   const misplaced = appliedKernel(spec);
   misplaced.forward = ['-A FORWARD -j KUBE-FORWARD', ...misplaced.forward];
   assert.deepEqual(compareKernel(spec, misplaced, 'first').differences, ['the FORWARD jump to FENCER-FORWARD is rule 2 of FORWARD; it should be the first']);
   assert.deepEqual(compareKernel(spec, misplaced, 'after-kube-services').differences, []);
+});
+
+test("verify: the previous generation's chains, left until the agent's cleanup, are a note and not a difference", () => {
+  const kernel = appliedKernel(spec);
+  const previous = desiredChains(spec, (id) => setNames(id)[0], 1);
+  for (const [chain, lines] of previous) if (chain !== 'FENCER-FORWARD') kernel.chains.set(chain, [...lines]);
+  kernel.chains.get('FENCER-FORWARD')!.push(...previous.get('FENCER-FORWARD')!);
+  const { differences, notes } = compareKernel(spec, kernel);
+  assert.deepEqual(differences, []);
+  assert.equal(notes.length, 1);
+  assert.match(notes[0], /^chains FENCER-EGRESS-1, .*FENCER-TOP-1 are left over from the previous generation/);
+  // Seen from the other side: generation 1 live, generation 0 left over.
+  const flipped = appliedKernel(spec);
+  flipped.chains = new Map([...previous].map(([k, v]) => [k, [...v]]));
+  assert.deepEqual(compareKernel(spec, flipped).differences, []);
 });
 
 test('show: a node without isolated pods says so', () => {

@@ -5,7 +5,7 @@ import type { Dataplane } from '../dataplane.ts';
 import { detectIptables, type IptablesTools } from './backend.ts';
 import { forwardJumpIndex, parseIpsetSave, parseIptablesSave, type KernelState } from './kernel-state.ts';
 import { CHAIN_FORWARD, FORWARD_JUMP, PREFIX } from './names.ts';
-import { planApply, renderIptablesRestore, type Plan } from './plan.ts';
+import { planApply, renderChainRemoval, type Plan } from './plan.ts';
 import { runChecked, type KernelRunner } from './runner.ts';
 
 /** How old a read taken ahead of the first apply may be; older ones are read again. */
@@ -45,7 +45,7 @@ export class LinuxDataplane implements Dataplane {
   private known?: KernelState;
   /** Moves when an apply starts and when it ends: a drift check that overlapped one stores nothing. */
   private applies = 0;
-  /** Sets the last apply stopped using, being destroyed. */
+  /** The previous generation's chains and the sets the last apply stopped using, being removed. */
   private destroying?: Promise<void>;
   /** A read started by prepare(), taken by the first apply if it is recent (the watch may take long to list). */
   private reading?: Promise<{ kernel: KernelState; at: number } | undefined>;
@@ -91,6 +91,7 @@ export class LinuxDataplane implements Dataplane {
     const out: string[] = [];
     if (!this.hookInPlace(kernel)) out.push('the FORWARD jump to FENCER-FORWARD is missing or misplaced');
     if (plan.kind === 'rules') out.push('Fencer chains or set names differ from the spec');
+    if (plan.tidy) out.push('chains the live tree does not reach are left over');
     if (plan.kind === 'members' && plan.ipset) out.push(`set members differ (${plan.ipset.split('\n').length - 1} changes)`);
     // The kernel just read holds the spec exactly: the next apply can plan against it without reading again.
     if (out.length === 0 && plan.kind === 'noop' && applies === this.applies) this.known = plan.after;
@@ -118,6 +119,13 @@ export class LinuxDataplane implements Dataplane {
     const plan = planApply(spec, kernel);
     const outcome: ApplyOutcome = { kind: plan.kind, counts: plan.counts, ipsetMs: 0, iptablesMs: 0 };
     let started = performance.now();
+    if (plan.tidy) {
+      try {
+        await runChecked(this.runner, t.restore, ['-w', '--noflush'], plan.tidy);
+      } catch (e) {
+        throw new ApplyError('iptables-restore (left-over chains)', e as Error);
+      }
+    }
     if (plan.ipset) await this.step('ipset restore', () => runChecked(this.runner, 'ipset', ['restore', ...(plan.kind === 'members' ? ['-exist'] : [])], plan.ipset), plan);
     outcome.ipsetMs = performance.now() - started;
     started = performance.now();
@@ -133,7 +141,7 @@ export class LinuxDataplane implements Dataplane {
     // Trusting our own last apply makes a one-member change cost one `ipset restore`; drift checks
     // still read the kernel, and any failure drops this cache.
     this.known = { ...plan.after, forward: hook.forward };
-    this.destroyLater(plan.destroyAfter);
+    this.removeLater(plan.cleanup, plan.destroyAfter);
     return outcome;
   }
 
@@ -143,17 +151,22 @@ export class LinuxDataplane implements Dataplane {
   }
 
   /**
-   * The new rules are enforced once iptables-restore commits; destroying the sets they no longer use
-   * is cleanup (20–50 ms on a busy node), so it runs after the apply reports. Every kernel step
-   * waits for it first; a set still held is dropped from what we trust, so the next apply reads the
-   * kernel and finds it unreferenced again.
+   * The new rules are enforced once iptables-restore commits; deleting the previous generation's
+   * chains and then the sets nothing references any more is cleanup (each commit that deletes waits
+   * for the kernel, 10–50 ms on a busy node), so it runs after the apply reports. Every kernel step
+   * waits for it first; if any of it fails, what we trust is dropped, so the next apply reads the
+   * kernel and plans the removal again.
    */
-  private destroyLater(names: string[]): void {
-    if (names.length === 0) return;
-    this.destroying = this.destroySets(names)
-      .then((left) => left, () => names)
-      .then((left) => {
-        if (left.length) this.known = undefined;
+  private removeLater(chains: string, sets: string[]): void {
+    if (!chains && sets.length === 0) return;
+    const remove = async (): Promise<string[]> => {
+      if (chains) await runChecked(this.runner, (await this.iptables()).restore, ['-w', '--noflush'], chains);
+      return this.destroySets(sets);
+    };
+    this.destroying = remove()
+      .then((left) => left.length > 0, () => true)
+      .then((failed) => {
+        if (failed) this.known = undefined;
         this.destroying = undefined;
       });
   }
@@ -166,7 +179,7 @@ export class LinuxDataplane implements Dataplane {
     for (let i = 0; i < kernel.forward.filter((l) => l.includes(`-j ${CHAIN_FORWARD}`)).length; i++) {
       await runChecked(this.runner, t.iptables, ['-w', '-D', 'FORWARD', ...FORWARD_JUMP]);
     }
-    if (kernel.chains.size) await runChecked(this.runner, t.restore, ['-w', '--noflush'], renderIptablesRestore(new Map(), [...kernel.chains.keys()]));
+    if (kernel.chains.size) await runChecked(this.runner, t.restore, ['-w', '--noflush'], renderChainRemoval([...kernel.chains.keys()]));
     const left = await this.destroySets([...kernel.sets.keys()].filter((n) => n.startsWith(PREFIX)));
     if (left.length) throw new Error(`could not destroy sets still in use: ${left.join(', ')}`);
   }
@@ -179,6 +192,11 @@ export class LinuxDataplane implements Dataplane {
       if (plan.ipsetRollback) await this.runner.run('ipset', ['restore', '-exist'], plan.ipsetRollback);
       throw new ApplyError(name, e as Error);
     }
+  }
+
+  async close(): Promise<void> {
+    await this.settled();
+    this.runner.close?.();
   }
 
   /** Forgets the cached kernel state: the next apply reads the kernel. */

@@ -3,31 +3,72 @@
 //   deletes, so every intermediate set lies between old ∩ new and old ∪ new under unchanged rules:
 //   no flow that both generations deny is ever allowed.
 // - rules: changed sets are built complete under their other name, then one iptables-restore
-//   switches every chain at once; sets no longer referenced are destroyed afterwards.
+//   writes the whole chain tree under the other generation's names and inserts the goto to it ahead
+//   of the old one: the switch is atomic and deletes nothing. The old generation's chains, and then
+//   the sets nothing references any more, are removed after the apply reports (`cleanup`).
 import type { CompiledPolicySetSpec } from '../../../crds/types.ts';
 import { madeSet, referencedSets, sameChains, type KernelSet, type KernelState } from './kernel-state.ts';
 import { sameList } from '../../../runtime/same-list.ts';
-import { PREFIX, setNames } from './names.ts';
+import { CHAIN_FORWARD, CHAIN_TOP, PREFIX, chainGeneration, chainName, setNames, type Generation } from './names.ts';
 import { desiredChains, desiredSets, type DesiredSet } from './translate.ts';
 
 export const IPSET_MAXELEM = 1048576;
 
 export interface Plan {
   kind: 'noop' | 'members' | 'rules';
-  /** `ipset restore` payload applied first. */
+  /**
+   * `iptables-restore --noflush` payload run first when the kernel holds chains the live tree does
+   * not reach (a crash between a switch and its cleanup): sets they reference could not be replaced.
+   */
+  tidy: string;
+  /** `ipset restore` payload applied next. */
   ipset: string;
   /** Undoes `ipset` when a later step fails. */
   ipsetRollback: string;
   /** `iptables-restore --noflush` payload, empty when rules are unchanged. */
   iptables: string;
-  /** Sets to destroy once no rule references them. */
+  /** `iptables-restore --noflush` payload removing the previous generation, run after the apply reports. */
+  cleanup: string;
+  /** Sets to destroy once no rule references them (after `cleanup`). */
   destroyAfter: string[];
   counts: { rules: number; sets: number; entries: number };
-  /** Fencer's part of the kernel once the plan is applied (FORWARD is left as read). */
+  /** Fencer's part of the kernel once the plan and its cleanup are applied (FORWARD is left as read). */
   after: KernelState;
 }
 
-export function planApply(spec: CompiledPolicySetSpec, kernel: KernelState): Plan {
+/** The generation FENCER-FORWARD's first rule goes to; undefined when it goes nowhere Fencer knows. */
+export function liveGeneration(chains: Map<string, string[]>): Generation | undefined {
+  const first = chains.get(CHAIN_FORWARD)?.[0];
+  const to = first ? / -g (\S+)$/.exec(first)?.[1] : undefined;
+  if (to === CHAIN_TOP) return 0;
+  if (to === chainName(CHAIN_TOP, 1)) return 1;
+  return undefined;
+}
+
+/**
+ * What the live tree does not reach: chains of the other generation, and FENCER-FORWARD's rules
+ * after its first. Without a live tree, only generation-1 chains are judged (a tree written before
+ * generations existed uses generation-0 names and may still be enforced).
+ */
+export function planTidy(kernel: KernelState): { iptables: string; after: KernelState } | undefined {
+  const live = liveGeneration(kernel.chains);
+  const stale = [...kernel.chains.keys()].filter((c) => c !== CHAIN_FORWARD && chainGeneration(c) !== (live ?? 0)).sort();
+  const root = kernel.chains.get(CHAIN_FORWARD) ?? [];
+  const extraRoot = live !== undefined && root.length > 1;
+  if (stale.length === 0 && !extraRoot) return undefined;
+  const lines = ['*filter'];
+  // Flushing FENCER-FORWARD and adding its first rule back is one atomic step.
+  if (extraRoot) lines.push(`:${CHAIN_FORWARD} - [0:0]`, root[0]);
+  lines.push(...removal(stale), 'COMMIT');
+  const chains = new Map([...kernel.chains].filter(([c]) => !stale.includes(c)));
+  if (extraRoot) chains.set(CHAIN_FORWARD, [root[0]]);
+  return { iptables: joinLines(lines), after: { ...kernel, chains } };
+}
+
+export function planApply(spec: CompiledPolicySetSpec, read: KernelState): Plan {
+  const tidy = planTidy(read);
+  const kernel = tidy?.after ?? read;
+  const live = liveGeneration(kernel.chains);
   const sets = desiredSets(spec);
   const inUse = referencedSets(kernel.chains);
   const find = (id: string) => setNames(id).find((n) => inUse.has(n) && kernel.sets.has(n));
@@ -48,15 +89,15 @@ export function planApply(spec: CompiledPolicySetSpec, kernel: KernelState): Pla
   });
 
   const keepNames = sets.every((s) => currentName(s.id) && kernel.sets.get(currentName(s.id)!)!.type === s.type);
-  if (keepNames) {
-    const chains = desiredChains(spec, (id) => currentName(id)!);
+  if (keepNames && live !== undefined) {
+    const chains = desiredChains(spec, (id) => currentName(id)!, live);
     if (sameChains(kernel.chains, chains)) {
       const garbage = unreferencedSets(kernel, new Set(sets.map((s) => currentName(s.id)!)));
       const changed = sets.filter((s) => !holds(s, kernel.sets.get(currentName(s.id)!)));
       const { apply, rollback } = memberChanges(changed.map((s) => ({ set: s, kernel: kernel.sets.get(currentName(s.id)!)!, name: currentName(s.id)! })));
-      const kind = apply === '' && garbage.length === 0 ? 'noop' : 'members';
+      const kind = apply === '' && garbage.length === 0 && !tidy ? 'noop' : 'members';
       const after = afterState(kernel, sets, (id) => currentName(id)!, chains, holds);
-      return { kind, ipset: apply, ipsetRollback: rollback, iptables: '', destroyAfter: garbage, counts: counts(chains), after };
+      return { kind, tidy: tidy?.iptables ?? '', ipset: apply, ipsetRollback: rollback, iptables: '', cleanup: '', destroyAfter: garbage, counts: counts(chains), after };
     }
   }
 
@@ -78,16 +119,46 @@ export function planApply(spec: CompiledPolicySetSpec, kernel: KernelState): Pla
     for (const m of s.members) build.push(`add ${fresh} ${m}`);
     rollback.push(`destroy ${fresh}`);
   }
-  const chains = desiredChains(spec, (id) => names.get(id)!);
+  const generation: Generation = live === 0 ? 1 : 0;
+  const chains = desiredChains(spec, (id) => names.get(id)!, generation);
+  const { iptables, cleanup } = renderSwitch(chains, kernel, generation);
   return {
     kind: 'rules',
+    tidy: tidy?.iptables ?? '',
     ipset: joinLines(build),
     ipsetRollback: joinLines(rollback),
-    iptables: renderIptablesRestore(chains, [...kernel.chains.keys()]),
+    iptables,
+    cleanup,
     destroyAfter: unreferencedSets(kernel, new Set(names.values())),
     counts: counts(chains),
     after: afterState(kernel, sets, (id) => names.get(id)!, chains, holds),
   };
+}
+
+/**
+ * The switch to `generation`'s tree and the cleanup of the old one. With a live tree (the common
+ * case) the switch only adds: the new chains, and the goto inserted as FENCER-FORWARD's first rule.
+ * Otherwise (first apply, or a kernel Fencer did not leave) FENCER-FORWARD is rewritten, and chains
+ * under the new names that the tree does not use are deleted, in the same transaction.
+ */
+function renderSwitch(chains: Map<string, string[]>, kernel: KernelState, generation: Generation): { iptables: string; cleanup: string } {
+  const goto = chains.get(CHAIN_FORWARD)![0];
+  const insert = liveGeneration(kernel.chains) !== undefined && kernel.chains.get(CHAIN_FORWARD)!.length === 1;
+  const written = [...chains.keys()].filter((c) => !(insert && c === CHAIN_FORWARD));
+  const stale = [...kernel.chains.keys()].filter((c) => c !== CHAIN_FORWARD && chainGeneration(c) === generation && !chains.has(c)).sort();
+  const lines = ['*filter'];
+  for (const chain of written) lines.push(`:${chain} - [0:0]`);
+  for (const chain of written) lines.push(...chains.get(chain)!);
+  if (insert) lines.push(goto.replace(`-A ${CHAIN_FORWARD} `, `-I ${CHAIN_FORWARD} 1 `));
+  lines.push(...removal(stale), 'COMMIT');
+  const old = [...kernel.chains.keys()].filter((c) => c !== CHAIN_FORWARD && chainGeneration(c) !== generation).sort();
+  const cleanup = insert || old.length ? ['*filter', ...(insert ? [`:${CHAIN_FORWARD} - [0:0]`, goto] : []), ...removal(old), 'COMMIT'] : [];
+  return { iptables: joinLines(lines), cleanup: joinLines(cleanup) };
+}
+
+/** Restore lines deleting chains: each is flushed first (declaring it with --noflush flushes it). */
+function removal(chains: string[]): string[] {
+  return [...chains.map((c) => `:${c} - [0:0]`), ...chains.map((c) => `-X ${c}`)];
 }
 
 function afterState(kernel: KernelState, sets: DesiredSet[], name: (id: string) => string, chains: Map<string, string[]>, holds: (s: DesiredSet, have: KernelSet | undefined) => boolean): KernelState {
@@ -101,16 +172,9 @@ function afterState(kernel: KernelState, sets: DesiredSet[], name: (id: string) 
   return { sets: after, chains, forward: kernel.forward };
 }
 
-/** Rewrites every Fencer chain in one transaction and deletes the chains no longer wanted. */
-export function renderIptablesRestore(chains: Map<string, string[]>, existing: string[]): string {
-  const stale = existing.filter((c) => !chains.has(c)).sort();
-  const lines = ['*filter'];
-  // Declaring a chain with --noflush flushes it; stale chains are flushed before their deletion.
-  for (const chain of [...chains.keys(), ...stale]) lines.push(`:${chain} - [0:0]`);
-  for (const ruleLines of chains.values()) lines.push(...ruleLines);
-  for (const chain of stale) lines.push(`-X ${chain}`);
-  lines.push('COMMIT');
-  return joinLines(lines);
+/** Deletes the given Fencer chains in one transaction (the agent's cleanup on removal). */
+export function renderChainRemoval(chains: string[]): string {
+  return joinLines(['*filter', ...removal([...chains].sort()), 'COMMIT']);
 }
 
 function memberChanges(items: Array<{ set: DesiredSet; kernel: KernelSet; name: string }>): { apply: string; rollback: string } {

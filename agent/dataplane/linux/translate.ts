@@ -3,7 +3,7 @@
 import { sameTargets } from '../../../crds/same-targets.ts';
 import type { CompiledPolicySetSpec, IPSetKind, PortMatch, Rule, Target } from '../../../crds/types.ts';
 import { sameList } from '../../../runtime/same-list.ts';
-import { CHAIN_EGRESS, CHAIN_FORWARD, CHAIN_INGRESS, COMMENT_PREFIX, ruleHash, targetChain } from './names.ts';
+import { CHAIN_EGRESS, CHAIN_FORWARD, CHAIN_INGRESS, CHAIN_TOP, COMMENT_PREFIX, chainName, ruleHash, targetChain, type Generation } from './names.ts';
 
 export type IpsetType = 'hash:ip' | 'hash:net' | 'hash:ip,port';
 
@@ -34,7 +34,7 @@ export function kernelMember(kind: IPSetKind, member: string): string {
 interface RuleShape {
   targets: Target[];
   referenced: Set<string>;
-  rendered?: { podMembers: string[][]; names: Map<string, string>; chains: Chains };
+  rendered?: { podMembers: string[][]; names: Map<string, string>; generation: Generation; chains: Chains };
 }
 let shape: RuleShape | undefined;
 
@@ -53,39 +53,45 @@ function ruleShape(spec: CompiledPolicySetSpec): RuleShape {
   return shape;
 }
 
-export function desiredChains(spec: CompiledPolicySetSpec, setName: (id: string) => string): Chains {
+/**
+ * Every chain of the spec's tree under `generation`'s names, FENCER-FORWARD first (its one rule is
+ * the goto to this generation's FENCER-TOP).
+ */
+export function desiredChains(spec: CompiledPolicySetSpec, setName: (id: string) => string, generation: Generation = 0): Chains {
   const memo = ruleShape(spec);
   const byName = new Map(spec.ipSets.map((s) => [s.name, s]));
   const podMembers = spec.targets.map((t) => byName.get(t.podSet)?.members ?? []);
   const last = memo.rendered;
-  if (last && podMembers.every((m, i) => sameList(m, last.podMembers[i])) && [...last.names].every(([id, name]) => setName(id) === name)) return last.chains;
+  if (last && last.generation === generation && podMembers.every((m, i) => sameList(m, last.podMembers[i])) && [...last.names].every(([id, name]) => setName(id) === name)) return last.chains;
   const names = new Map<string, string>();
   const chains = renderChains(spec, (id) => {
     const name = setName(id);
     names.set(id, name);
     return name;
-  });
-  memo.rendered = { podMembers, names, chains };
+  }, generation);
+  memo.rendered = { podMembers, names, generation, chains };
   return chains;
 }
 
-function renderChains(spec: CompiledPolicySetSpec, setName: (id: string) => string): Chains {
+function renderChains(spec: CompiledPolicySetSpec, setName: (id: string) => string, generation: Generation): Chains {
   const chains: Chains = new Map();
-  chains.set(CHAIN_FORWARD, []);
-  chains.set(CHAIN_EGRESS, []);
-  chains.set(CHAIN_INGRESS, []);
-  addJump(chains, CHAIN_FORWARD, '', CHAIN_EGRESS, 'egress');
-  addJump(chains, CHAIN_FORWARD, '', CHAIN_INGRESS, 'ingress');
+  const [top, egress, ingress] = [CHAIN_TOP, CHAIN_EGRESS, CHAIN_INGRESS].map((c) => chainName(c, generation));
+  for (const chain of [CHAIN_FORWARD, top, egress, ingress]) chains.set(chain, []);
+  // A goto: when the tree returns, FORWARD goes on after its jump, and FENCER-FORWARD's later rules
+  // (the previous generation's goto, until it is deleted) are never reached.
+  addRule(chains, CHAIN_FORWARD, '', 'tree', top, '-g');
+  addRule(chains, top, '', 'egress', egress);
+  addRule(chains, top, '', 'ingress', ingress);
   const byName = new Map(spec.ipSets.map((s) => [s.name, s]));
   for (const target of spec.targets) {
     const members = byName.get(target.podSet)?.members ?? [];
     for (const direction of ['egress', 'ingress'] as const) {
       const rules = target[direction]?.rules;
       if (!rules) continue;
-      const chain = targetChain(direction, target.podSet);
+      const chain = targetChain(direction, target.podSet, generation);
       chains.set(chain, []);
-      const dispatch = direction === 'egress' ? CHAIN_EGRESS : CHAIN_INGRESS;
-      for (const ip of members) addJump(chains, dispatch, `${direction === 'egress' ? '-s' : '-d'} ${ip}/32`, chain, `${target.podSet} ${ip}`);
+      const dispatch = direction === 'egress' ? egress : ingress;
+      for (const ip of members) addRule(chains, dispatch, `${direction === 'egress' ? '-s' : '-d'} ${ip}/32`, `${target.podSet} ${ip}`, chain);
       for (const rule of rules) for (const body of ruleBodies(rule, direction, setName)) addRule(chains, chain, body, rule.id, 'RETURN');
       addRule(chains, chain, '', `default deny ${target.podSet}`, 'DROP');
     }
@@ -93,16 +99,12 @@ function renderChains(spec: CompiledPolicySetSpec, setName: (id: string) => stri
   return chains;
 }
 
-function addJump(chains: Chains, chain: string, match: string, to: string, label: string): void {
-  addRule(chains, chain, match, label, to);
-}
-
-function addRule(chains: Chains, chain: string, match: string, label: string, verdict: string): void {
+function addRule(chains: Chains, chain: string, match: string, label: string, verdict: string, how: '-j' | '-g' = '-j'): void {
   const lines = chains.get(chain)!;
-  const body = `${match ? `${match} ` : ''}-j ${verdict}`;
+  const body = `${match ? `${match} ` : ''}${how} ${verdict}`;
   const hash = ruleHash(chain, lines.length, body);
   const matchPart = match ? `${match} ` : '';
-  lines.push(`-A ${chain} ${matchPart}-m comment --comment "${COMMENT_PREFIX}${hash} ${label}" -j ${verdict}`);
+  lines.push(`-A ${chain} ${matchPart}-m comment --comment "${COMMENT_PREFIX}${hash} ${label}" ${how} ${verdict}`);
 }
 
 /** One line per (peer, port) combination; a rule whose peers or ports resolved to nothing has none. */
