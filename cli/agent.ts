@@ -102,8 +102,10 @@ export function registerAgentCommand(program: Command): void {
       }
       if (!o.node) throw new Error('the node name is required: --node NAME or $NODE_NAME');
       const running = await startAgent({ ...o, nodeName: o.node });
-      const shutdown = () => void running.stop().then(() => process.exit(0));
-      process.once('SIGTERM', shutdown);
-      process.once('SIGINT', shutdown);
+      let stopping: Promise<void> | undefined;
+      // Listeners that stay: a library's signal-exit re-raises a signal nobody else listens to.
+      const shutdown = () => void (stopping ??= running.stop().then(() => process.exit(0)));
+      process.on('SIGTERM', shutdown);
+      process.on('SIGINT', shutdown);
     });
 }

@@ -78,8 +78,10 @@ async function runOperator(flags: OperatorFlags): Promise<number> {
     return 2;
   }
   const signal = await new Promise<string>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
+    // Listeners that stay: a library's signal-exit re-raises a signal nobody else listens to, which
+    // would end the process before the lease is released.
+    process.on('SIGTERM', () => resolve('SIGTERM'));
+    process.on('SIGINT', () => resolve('SIGINT'));
   });
   log.info({ signal }, 'shutting down');
   await operator.stop();

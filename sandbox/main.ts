@@ -37,6 +37,11 @@ export async function runSandbox(opts: SandboxCommandOptions): Promise<number> {
     sandbox = await Sandbox.start({ cluster: cp, nodes: nodes.map((name, i) => ({ name, podCIDR: nodeCIDR(i) })), prefix: opts.prefix, log, agents: 'processes' });
     const world = new ScenarioWorld(workload);
     for (const p of world.livePods()) await sandbox.addPod({ namespace: p.spec.namespace, name: p.spec.name, node: p.spec.node, ip: p.ip, labels: p.spec.labels, ports: p.spec.ports });
+    // Ctrl-C also reaches the harness's crash handlers, which tear the sandbox down synchronously and
+    // end the process (130) before the orderly path below finishes: the state file goes at exit too.
+    process.on('exit', () => {
+      if (readState()?.pid === process.pid) removeState();
+    });
     writeState({
       pid: process.pid, prefix: opts.prefix, kubeconfig: cp.kubeconfigPath, kubectl: `${cp.binDir}/kubectl`,
       pods: [...sandbox.pods.values()].map(({ pod, handle }) => ({ key: `${pod.namespace}/${pod.name}`, netns: handle.netns, ip: pod.ip, tcp: [...handle.tcp], udp: [...handle.udp] })),
@@ -93,8 +98,8 @@ Ctrl-C stops it and removes everything it created.`);
 
 function untilSignal(): Promise<void> {
   return new Promise((resolve) => {
-    process.once('SIGINT', () => resolve());
-    process.once('SIGTERM', () => resolve());
+    process.on('SIGINT', () => resolve());
+    process.on('SIGTERM', () => resolve());
   });
 }
 

@@ -5,8 +5,9 @@
 //
 //   node scripts/measure-resources.ts [nodes pods policies] [--churn-per-second N] [--seconds S]
 //
-// Per process it samples /proc/<pid>: resident memory (VmRSS, peak VmHWM) and CPU time (utime+stime
-// and, for the agent, the ipset/iptables children it waited for: cutime+cstime), in three phases:
+// Per process it samples /proc/<pid>: resident memory (VmRSS, peak VmHWM) and CPU time (utime+stime,
+// the children it waited for: cutime+cstime, and its live children's, such as the agent's shell that
+// runs ipset/iptables), in three phases:
 // start-up (process start → every CPS written and node-0 enforced), idle, and pod churn (label
 // changes at a steady rate, each changing some nodes' specs).
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
@@ -39,10 +40,24 @@ function sample(pid: number): Sample {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0);
   // Fields after the command name "(…)": state is field 3; utime, stime, cutime, cstime are 14..17.
+  return { rssMiB: kb('VmRSS') / 1024, hwmMiB: kb('VmHWM') / 1024, cpuSeconds: cpuTicks(pid) / TICKS };
+}
+
+/** CPU ticks of a process, of the children it reaped, and of its live children (recursively). */
+function cpuTicks(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const ticks = [11, 12, 13, 14].reduce((sum, i) => sum + Number(fields[i]), 0);
-  return { rssMiB: kb('VmRSS') / 1024, hwmMiB: kb('VmHWM') / 1024, cpuSeconds: ticks / TICKS };
+  let ticks = [11, 12, 13, 14].reduce((sum, i) => sum + Number(fields[i]), 0);
+  let children: number[] = [];
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch { /* gone meanwhile */ }
+  for (const child of children) {
+    try {
+      ticks += cpuTicks(child);
+    } catch { /* a child that just ended is counted in cutime once reaped */ }
+  }
+  return ticks;
 }
 
 class Meter {
