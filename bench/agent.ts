@@ -76,7 +76,7 @@ export async function benchAgent(size: AgentSize, mode: IptablesMode, runs = siz
         await runner.run(tools.restore, ['-w', '--noflush'], plan.iptables);
         floor.push(performance.now() - t);
       } finally {
-        runner.close();
+        await runner.close();
       }
     });
     await withNetns(async (ns) => {

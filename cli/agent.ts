@@ -33,7 +33,7 @@ export interface AgentOptions {
 export interface RunningAgent { agent: NodeAgent; stop(): Promise<void>; metricsPort?: number }
 
 export function linuxDataplane(opts: Pick<AgentOptions, 'netns' | 'hookPosition' | 'iptablesMode'>): LinuxDataplane {
-  const runner = new ShellRunner(opts.netns ? ['ip', 'netns', 'exec', opts.netns] : []);
+  const runner = new ShellRunner(opts.netns ? ['ip', 'netns', 'exec', opts.netns] : [], { netns: opts.netns });
   return new LinuxDataplane({ runner, hookPosition: opts.hookPosition, tools: opts.iptablesMode === 'auto' ? undefined : toolsFor(opts.iptablesMode) });
 }
 

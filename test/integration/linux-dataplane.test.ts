@@ -1,4 +1,5 @@
 import { test } from 'node:test';
+import { execFileSync } from 'node:child_process';
 import assert from 'node:assert/strict';
 import type { CompiledPolicySetSpec } from '../../crds/types.ts';
 import { LinuxDataplane } from '../../agent/dataplane/linux/dataplane.ts';
@@ -274,5 +275,21 @@ test('a drift check that overlapped an apply leaves no stale state behind for th
     releaseRead();
     await drifting;
     assert.equal((await dp.apply(retargeted)).kind, 'noop', 'the next apply planned against what the kernel holds');
+  });
+});
+
+test('the shell follows a namespace deleted and made again under the same name', async () => {
+  await withNetns(async (ns) => {
+    const runner = new ShellRunner(['ip', 'netns', 'exec', ns.name], { netns: ns.name });
+    try {
+      assert.equal((await runner.run('ipset', ['create', 'FENCER-old', 'hash:ip'])).exitCode, 0);
+      execFileSync('ip', ['netns', 'del', ns.name]);
+      execFileSync('ip', ['netns', 'add', ns.name]);
+      const listed = await runner.run('ipset', ['list', '-n']);
+      assert.equal(listed.exitCode, 0);
+      assert.doesNotMatch(listed.stdout, /FENCER-old/, 'the shell still works in the deleted namespace');
+    } finally {
+      await runner.close();
+    }
   });
 });

@@ -19,7 +19,7 @@ test('the shell runner gives each call its own stdout, stderr, exit code and inp
     assert.equal(missing.exitCode, 127);
     assert.match(missing.stderr, /not found/);
   } finally {
-    runner.close();
+    await runner.close();
   }
 });
 
@@ -29,7 +29,7 @@ test('concurrent calls run one at a time and each gets its own answer', async ()
     const results = await Promise.all(Array.from({ length: 20 }, (_, i) => runner.run('sh', ['-c', `sleep 0.00${i % 3}; echo ${i}; echo e${i} >&2; exit ${i % 4}`])));
     results.forEach((r, i) => assert.deepEqual(r, { stdout: `${i}\n`, stderr: `e${i}\n`, exitCode: i % 4 }));
   } finally {
-    runner.close();
+    await runner.close();
   }
 });
 
@@ -39,7 +39,7 @@ test('a shell that dies fails the call in flight, and the next call starts a new
     await assert.rejects(runner.run('sh', ['-c', 'kill -9 $PPID']), /the shell running kernel tools ended/);
     assert.deepEqual(await runner.run('echo', ['again']), { stdout: 'again\n', stderr: '', exitCode: 0 });
   } finally {
-    runner.close();
+    await runner.close();
   }
 });
 
@@ -55,14 +55,62 @@ test('inputs of any size follow each other on the input pipe without running int
     for (let i = 0; i < 5; i++) assert.equal((await runner.run('cat', [], big)).stdout === big, true);
     assert.equal((await runner.run('cat', [], 'é✓\n')).stdout, 'é✓\n', 'lengths count bytes, not characters');
   } finally {
-    runner.close();
+    await runner.close();
   }
+});
+
+test('input a tool leaves unread never reaches the next call', async () => {
+  const runner = new ShellRunner();
+  try {
+    // A tool failing before it reads (ipset on an existing set, iptables-restore on a bad line).
+    const payload = 'add FENCER-p-0123456789abcdef 10.0.0.1\n'.repeat(20_000);
+    for (let i = 0; i < 3; i++) {
+      assert.equal((await runner.run('sh', ['-c', 'exit 1'], payload)).exitCode, 1);
+      assert.equal((await runner.run('cat', [], `mine ${i}\n`)).stdout, `mine ${i}\n`);
+    }
+  } finally {
+    await runner.close();
+  }
+});
+
+test('an input that cannot be read fails the call even when the tool says 0', async () => {
+  // A prefix that closes the input pipe, as sudo does with inherited descriptors.
+  const runner = new ShellRunner(['sh', '-c', 'exec 3<&-; exec "$@"', 'prefix']);
+  try {
+    const r = await runner.run('cat', [], 'lost\n');
+    assert.equal(r.exitCode, 125);
+    assert.match(r.stderr, /input could not be read/);
+    assert.equal((await runner.run('echo', ['no input, no problem'])).exitCode, 0);
+  } finally {
+    await runner.close();
+  }
+});
+
+test("a lost shell's tools end with it, and its late output reaches no other call", async () => {
+  const runner = new ShellRunner();
+  try {
+    await assert.rejects(runner.run('sh', ['-c', '(sleep 0.3; echo LATE; echo LATE >&2) & kill -9 $PPID']), /ended/);
+    assert.deepEqual(await runner.run('echo', ['mine']), { stdout: 'mine\n', stderr: '', exitCode: 0 });
+    await new Promise((r) => setTimeout(r, 500));
+    assert.deepEqual(await runner.run('echo', ['still mine']), { stdout: 'still mine\n', stderr: '', exitCode: 0 });
+  } finally {
+    await runner.close();
+  }
+});
+
+test('close lets calls already made finish and refuses later ones', async () => {
+  const runner = new ShellRunner();
+  const made = runner.run('sh', ['-c', 'sleep 0.1; echo done']);
+  const closing = runner.close();
+  await assert.rejects(runner.run('echo', ['late']), /closed/);
+  assert.equal((await made).stdout, 'done\n');
+  await closing;
 });
 
 test('a shell that cannot start fails the call with what its prefix said', async () => {
   const runner = new ShellRunner(['sh', '-c', 'echo "Cannot open network namespace" >&2; exit 1', 'prefix']);
   await assert.rejects(runner.run('true', []), /the shell running kernel tools ended \(exit 1\): Cannot open network namespace/);
-  runner.close();
+  await runner.close();
 });
 
 test('an idle shell does not keep the process alive', async () => {

@@ -196,7 +196,7 @@ export class LinuxDataplane implements Dataplane {
 
   async close(): Promise<void> {
     await this.settled();
-    this.runner.close?.();
+    await this.runner.close?.();
   }
 
   /** Forgets the cached kernel state: the next apply reads the kernel. */

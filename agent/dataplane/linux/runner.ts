@@ -6,8 +6,8 @@ export interface RunResult { stdout: string; stderr: string; exitCode: number }
 
 export interface KernelRunner {
   run(command: string, args: string[], input?: string): Promise<RunResult>;
-  /** Releases what the runner keeps between calls (a helper process). */
-  close?(): void;
+  /** Releases what the runner keeps between calls (a helper process) once the calls made are done. */
+  close?(): Promise<void>;
 }
 
 export class KernelToolError extends Error {

@@ -5,10 +5,12 @@
 // `ip netns exec NS`, it also spares every call that wrapper.
 // Calls run one at a time. The shell's stdin carries commands; a call's input travels on a second
 // pipe (fd 3), read by `head -c <bytes>` so the pipe stays open for the next call (no file: the
-// agent's /tmp is a small memory volume, and a 1M-entry ipset payload is ~45 MB). The end of a call
-// is marked on stdout and stderr with a line no tool prints.
+// agent's /tmp is a small memory volume, and a 1M-entry ipset payload is ~45 MB). Whatever the tool
+// leaves unread is drained, so the next call starts at its own first byte. The end of a call is
+// marked on stdout and stderr with a line no tool prints.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { statSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import type { KernelRunner, RunResult } from './runner.ts';
 
@@ -16,85 +18,116 @@ interface Shell {
   child: ChildProcess;
   commands: Writable;
   input: Writable;
-  stdout: Readable;
-  stderr: Readable;
+  out: Collected;
+  err: Collected;
+  handles: Array<{ ref(): void; unref(): void }>;
 }
 
 interface Pending {
   shell: Shell;
   outEnd: RegExp;
   errEnd: RegExp;
+  /** Where each end mark was found, once it was (the windows move on as data arrives). */
+  status?: ReturnType<Collected['find']>;
+  end?: ReturnType<Collected['find']>;
   resolve: (r: RunResult) => void;
   reject: (e: Error) => void;
 }
 
+/** Exit code of a call whose input could not be read (the tool then saw none, and may have said 0). */
+export const INPUT_FAILED_EXIT = 125;
+
+export interface ShellRunnerOptions {
+  /**
+   * The network namespace the prefix enters: a namespace deleted and made again under the same name
+   * is a new one, and the shell, still inside the old one, is replaced before the next call.
+   */
+  netns?: string;
+}
+
 export class ShellRunner implements KernelRunner {
   private readonly prefix: string[];
+  private readonly netns?: string;
   private readonly nonce = randomBytes(8).toString('hex');
   private shell?: Shell;
   private calls = 0;
   private queue: Promise<unknown> = Promise.resolve();
   private pending?: Pending;
-  private out = new Collected();
-  private err = new Collected();
+  private closed = false;
 
-  constructor(prefix: string[] = []) {
+  constructor(prefix: string[] = [], opts: ShellRunnerOptions = {}) {
     this.prefix = prefix;
+    this.netns = opts.netns;
   }
 
   run(command: string, args: string[], input?: string): Promise<RunResult> {
+    if (this.closed) return Promise.reject(new Error('the kernel tool runner is closed'));
     const result = this.queue.then(() => this.runNow(command, args, input));
     this.queue = result.catch(() => undefined);
     return result;
   }
 
-  /** Ends the shell (it also ends by itself when this process exits and its stdin closes). */
-  close(): void {
-    this.shell?.commands.end();
-    this.shell?.input.end();
+  /** Lets calls already made finish, then ends the shell; later calls are refused. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.queue;
+    const s = this.shell;
     this.shell = undefined;
+    s?.commands.end();
+    s?.input.end();
   }
 
   private runNow(command: string, args: string[], input?: string): Promise<RunResult> {
     const shell = this.start();
     const data = input === undefined ? undefined : Buffer.from(input);
-    const from = data ? `head -c ${data.length} <&3 | ` : '';
+    const tool = [command, ...args].map(quote).join(' ');
+    const failed = `__FENCER_INPUT_FAILED_${this.nonce}__`;
+    // Without input the tool reads /dev/null, never the command channel. With input, a failed read is
+    // said on stderr (the pipeline's status is the tool's alone) and turned into a failed call.
+    const line = data
+      ? `{ head -c ${data.length} <&3 || echo ${failed} >&2; } | { ${tool}; s=$?; cat >/dev/null; exit $s; }`
+      : `${tool} </dev/null`;
     const mark = `__FENCER_END_${this.nonce}_${++this.calls}__`;
-    const line = `${from}${[command, ...args].map(quote).join(' ')}${data ? '' : ' </dev/null'}; printf '\\n%s %d\\n' ${mark} "$?"; printf '\\n%s\\n' ${mark} >&2\n`;
     return new Promise<RunResult>((resolve, reject) => {
-      this.pending = { shell, outEnd: new RegExp(`\\n${mark} (\\d+)\\n`), errEnd: new RegExp(`\\n${mark}\\n`), resolve, reject };
-      this.hold(true);
-      shell.commands.write(line);
+      const done = (r: RunResult) => {
+        const at = r.stderr.indexOf(`${failed}\n`);
+        if (at < 0) return resolve(r);
+        const stderr = `${r.stderr.slice(0, at)}fencer: the tool's input could not be read through the shell's fd 3\n${r.stderr.slice(at + failed.length + 1)}`;
+        resolve({ ...r, stderr, exitCode: r.exitCode || INPUT_FAILED_EXIT });
+      };
+      this.pending = { shell, outEnd: new RegExp(`\\n${mark} (\\d+)\\n`), errEnd: new RegExp(`\\n${mark}\\n`), resolve: done, reject };
+      this.hold(shell, true);
+      shell.commands.write(`${line}; printf '\\n%s %d\\n' ${mark} "$?"; printf '\\n%s\\n' ${mark} >&2\n`);
       if (data?.length) shell.input.write(data);
     });
   }
 
   private start(): Shell {
-    if (this.shell) return this.shell;
+    if (this.shell && this.sameNetns(this.shell)) return this.shell;
+    if (this.shell) this.abandon(this.shell);
     const [file, ...rest] = [...this.prefix, 'sh'];
-    const child = spawn(file, rest, { stdio: ['pipe', 'pipe', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
+    // Its own process group, so that a lost shell's tools can be ended with it.
+    const child = spawn(file, rest, { stdio: ['pipe', 'pipe', 'pipe', 'pipe'], detached: true, env: { ...process.env, LC_ALL: 'C' } });
     const [commands, stdout, stderr, input] = child.stdio as unknown as [Writable, Readable, Readable, Writable];
-    const shell: Shell = { child, commands, input, stdout, stderr };
-    this.out = new Collected();
-    this.err = new Collected();
+    const shell: Shell = { child, commands, input, out: new Collected(), err: new Collected(), handles: [child, commands, input, stdout, stderr] as unknown as Shell['handles'] };
     stdout.setEncoding('utf8');
     stderr.setEncoding('utf8');
+    // Each shell has its own buffers: a lost shell's late output never reaches another's calls.
     stdout.on('data', (chunk: string) => {
-      this.out.add(chunk);
-      this.settle();
+      shell.out.add(chunk);
+      this.settle(shell);
     });
     stderr.on('data', (chunk: string) => {
-      this.err.add(chunk);
-      this.settle();
+      shell.err.add(chunk);
+      this.settle(shell);
     });
     // A write to a shell that just died: its 'exit' reports it.
     commands.on('error', () => undefined);
     input.on('error', () => undefined);
     child.on('error', (e) => this.lost(shell, e.message));
     child.on('exit', (code, signal) => {
-      this.shell = this.shell === shell ? undefined : this.shell;
       // What it said last may still be in the pipe: wait for the streams to close, but not for long
-      // (a grandchild can hold them open).
+      // (a tool it started can hold them open).
       const lost = () => this.lost(shell, `exit ${code ?? signal}`);
       const wait = setTimeout(lost, 100);
       child.once('close', () => {
@@ -103,39 +136,54 @@ export class ShellRunner implements KernelRunner {
       });
     });
     this.shell = shell;
-    this.hold(false);
+    this.hold(shell, false);
     return shell;
   }
 
-  /** Finishes the pending call once both streams carry its end mark. */
-  private settle(): void {
+  private sameNetns(shell: Shell): boolean {
+    if (!this.netns || shell.child.pid === undefined) return true;
+    try {
+      return statSync(`/run/netns/${this.netns}`).ino === statSync(`/proc/${shell.child.pid}/ns/net`).ino;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Finishes the pending call once both of its shell's streams carry its end mark. */
+  private settle(shell: Shell): void {
     const p = this.pending;
-    if (!p) return;
-    const status = this.out.find(p.outEnd);
-    const end = this.err.find(p.errEnd);
+    if (!p || p.shell !== shell) return;
+    const status = (p.status ??= shell.out.find(p.outEnd));
+    const end = (p.end ??= shell.err.find(p.errEnd));
     if (!status || !end) return;
-    const result = { stdout: this.out.take(status), stderr: this.err.take(end), exitCode: Number(status.match[1]) };
+    const result = { stdout: shell.out.take(status), stderr: shell.err.take(end), exitCode: Number(status.match[1]) };
     this.pending = undefined;
-    this.hold(false);
+    this.hold(shell, false);
     p.resolve(result);
   }
 
   private lost(shell: Shell, why: string): void {
-    if (this.shell === shell) this.shell = undefined;
+    this.abandon(shell);
     const p = this.pending;
     // A call already sent to a newer shell is not this shell's to fail.
     if (!p || p.shell !== shell) return;
     this.pending = undefined;
-    const said = this.err.text().trim().split('\n').slice(-3).join(' / ');
+    const said = shell.err.text().trim().split('\n').slice(-3).join(' / ');
     p.reject(new Error(`the shell running kernel tools ended (${why})${said ? `: ${said}` : ''}`));
   }
 
+  /** Ends a shell that is no longer used, and any tool it left running; it keeps nothing alive. */
+  private abandon(shell: Shell): void {
+    if (this.shell === shell) this.shell = undefined;
+    try {
+      if (shell.child.pid !== undefined) process.kill(-shell.child.pid, 'SIGKILL');
+    } catch { /* already gone */ }
+    this.hold(shell, false);
+  }
+
   /** An idle shell must not keep this process alive; a call in flight must. */
-  private hold(busy: boolean): void {
-    const s = this.shell;
-    if (!s) return;
-    // The pipes are sockets at run time; their types do not say so.
-    for (const handle of [s.child, s.commands, s.input, s.stdout, s.stderr] as unknown as Array<{ ref(): void; unref(): void }>) {
+  private hold(shell: Shell, busy: boolean): void {
+    for (const handle of shell.handles) {
       if (busy) handle.ref();
       else handle.unref();
     }
