@@ -5,6 +5,7 @@ import type { CompiledPolicySetSpec } from '../../crds/types.ts';
 import { LinuxDataplane } from '../../agent/dataplane/linux/dataplane.ts';
 import { ExecRunner, type KernelRunner, type RunResult } from '../../agent/dataplane/linux/runner.ts';
 import { ShellRunner } from '../../agent/dataplane/linux/shell-runner.ts';
+import { toolsFor } from '../../agent/dataplane/linux/backend.ts';
 import { createNetns, withNetns } from '../helpers/netns.ts';
 import { scenarioSpecs } from '../helpers/scenario-specs.ts';
 
@@ -290,6 +291,25 @@ test('the shell follows a namespace deleted and made again under the same name',
       assert.doesNotMatch(listed.stdout, /FENCER-old/, 'the shell still works in the deleted namespace');
     } finally {
       await runner.close();
+    }
+  });
+});
+
+test('with legacy iptables rule changes rewrite the live generation in place and leave nothing to clean', async () => {
+  await withNetns(async (ns) => {
+    const dp = new LinuxDataplane({ runner: new ShellRunner(['ip', 'netns', 'exec', ns.name], { netns: ns.name }), tools: toolsFor('legacy') });
+    try {
+      const legacyRules = () => ns.exec(['iptables-legacy-save', '-t', 'filter']);
+      for (const spec of [named, stacked, named]) {
+        await dp.apply(spec);
+        await dp.settled();
+        assert.deepEqual(generations(legacyRules()), { root: ['FENCER-TOP'], chains: [0] });
+        assert.deepEqual(await dp.drift(spec), []);
+      }
+      await dp.cleanup();
+      assert.doesNotMatch(legacyRules(), /FENCER/);
+    } finally {
+      await dp.close();
     }
   });
 });

@@ -105,6 +105,20 @@ test('a rule change writes the other generation and only adds; the old one is re
   assert.doesNotMatch(third.iptables, /^-X /m);
 });
 
+test('with legacy iptables a rule change rewrites the live generation in place, in one transaction', () => {
+  const spec = scenarioSpecs('test/scenarios/05-ingress-x-a-from-pod-b.yaml', 1).get('node-1')!;
+  const first = planApply(spec, empty, { inPlace: true });
+  const tightened = JSON.parse(JSON.stringify(spec));
+  Object.assign(tightened.targets[0].ingress.rules[0], { anyPort: false, ports: [{ protocol: 'UDP', port: 53 }] });
+  const second = planApply(tightened, first.after, { inPlace: true });
+  assert.equal(second.kind, 'rules');
+  assert.equal(second.cleanup, '');
+  assert.doesNotMatch(second.iptables, /^-I /m);
+  const declared = second.iptables.split('\n').filter((l) => l.startsWith(':')).map((l) => l.slice(1).split(' ')[0]).sort();
+  assert.deepEqual(declared, [...first.after.chains.keys()].sort());
+  assert.equal(liveGeneration(second.after.chains), 0);
+});
+
 test('a tree without the goto (written before generations) is replaced in one transaction', () => {
   const spec = scenarioSpecs('test/scenarios/05-ingress-x-a-from-pod-b.yaml', 1).get('node-1')!;
   const kernel: KernelState = {

@@ -87,7 +87,7 @@ export class LinuxDataplane implements Dataplane {
     this.known = undefined;
     const applies = this.applies;
     const kernel = await this.readKernel();
-    const plan = planApply(spec, kernel);
+    const plan = planApply(spec, kernel, { inPlace: (await this.iptables()).mode === 'legacy' });
     const out: string[] = [];
     if (!this.hookInPlace(kernel)) out.push('the FORWARD jump to FENCER-FORWARD is missing or misplaced');
     if (plan.kind === 'rules') out.push('Fencer chains or set names differ from the spec');
@@ -116,7 +116,7 @@ export class LinuxDataplane implements Dataplane {
     const recent = ahead && performance.now() - ahead.at < READ_AHEAD_MAX_AGE_MS ? ahead.kernel : undefined;
     const kernel = this.known ?? recent ?? (await this.readKernel());
     this.known = undefined;
-    const plan = planApply(spec, kernel);
+    const plan = planApply(spec, kernel, { inPlace: t.mode === 'legacy' });
     const outcome: ApplyOutcome = { kind: plan.kind, counts: plan.counts, ipsetMs: 0, iptablesMs: 0 };
     let started = performance.now();
     if (plan.tidy) {

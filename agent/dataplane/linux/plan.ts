@@ -65,7 +65,15 @@ export function planTidy(kernel: KernelState): { iptables: string; after: Kernel
   return { iptables: joinLines(lines), after: { ...kernel, chains } };
 }
 
-export function planApply(spec: CompiledPolicySetSpec, read: KernelState): Plan {
+export interface PlanOptions {
+  /**
+   * Rewrite the live generation in place instead of switching (legacy iptables: its commits replace
+   * the whole table and never wait for the kernel, so a switch would only double the work).
+   */
+  inPlace?: boolean;
+}
+
+export function planApply(spec: CompiledPolicySetSpec, read: KernelState, opts: PlanOptions = {}): Plan {
   const tidy = planTidy(read);
   const kernel = tidy?.after ?? read;
   const live = liveGeneration(kernel.chains);
@@ -119,7 +127,7 @@ export function planApply(spec: CompiledPolicySetSpec, read: KernelState): Plan 
     for (const m of s.members) build.push(`add ${fresh} ${m}`);
     rollback.push(`destroy ${fresh}`);
   }
-  const generation: Generation = live === 0 ? 1 : 0;
+  const generation: Generation = opts.inPlace ? (live ?? 0) : live === 0 ? 1 : 0;
   const chains = desiredChains(spec, (id) => names.get(id)!, generation);
   const { iptables, cleanup } = renderSwitch(chains, kernel, generation);
   return {
@@ -138,12 +146,14 @@ export function planApply(spec: CompiledPolicySetSpec, read: KernelState): Plan 
 /**
  * The switch to `generation`'s tree and the cleanup of the old one. With a live tree (the common
  * case) the switch only adds: the new chains, and the goto inserted as FENCER-FORWARD's first rule.
- * Otherwise (first apply, or a kernel Fencer did not leave) FENCER-FORWARD is rewritten, and chains
- * under the new names that the tree does not use are deleted, in the same transaction.
+ * Otherwise (first apply, a kernel Fencer did not leave, or a rewrite in place) FENCER-FORWARD is
+ * rewritten, and chains under the written names that the tree does not use are deleted, in the same
+ * transaction.
  */
 function renderSwitch(chains: Map<string, string[]>, kernel: KernelState, generation: Generation): { iptables: string; cleanup: string } {
   const goto = chains.get(CHAIN_FORWARD)![0];
-  const insert = liveGeneration(kernel.chains) !== undefined && kernel.chains.get(CHAIN_FORWARD)!.length === 1;
+  const live = liveGeneration(kernel.chains);
+  const insert = live !== undefined && live !== generation && kernel.chains.get(CHAIN_FORWARD)!.length === 1;
   const written = [...chains.keys()].filter((c) => !(insert && c === CHAIN_FORWARD));
   const stale = [...kernel.chains.keys()].filter((c) => c !== CHAIN_FORWARD && chainGeneration(c) === generation && !chains.has(c)).sort();
   const lines = ['*filter'];
