@@ -145,7 +145,7 @@ export class LinuxDataplane implements Dataplane {
     return outcome;
   }
 
-  /** Resolves once the sets the last apply stopped using are destroyed (or found still held). */
+  /** Resolves once the last apply's cleanup (previous generation's chains, unused sets) has run. */
   async settled(): Promise<void> {
     await this.destroying;
   }
