@@ -21,6 +21,7 @@ import { startControlPlane } from '../test/cluster/control-plane.ts';
 import { kubelet } from '../test/cluster/kubelet.ts';
 import { podCIDR, syntheticCluster, type SyntheticSize } from '../bench/synthetic.ts';
 import { freePort } from '../test/netns/free-port.ts';
+import { childPids } from '../test/netns/proc.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const args = process.argv.slice(2);
@@ -48,11 +49,7 @@ function cpuTicks(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   let ticks = [11, 12, 13, 14].reduce((sum, i) => sum + Number(fields[i]), 0);
-  let children: number[] = [];
-  try {
-    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch { /* gone meanwhile */ }
-  for (const child of children) {
+  for (const child of childPids(pid)) {
     try {
       ticks += cpuTicks(child);
     } catch { /* a child that just ended is counted in cutime once reaped */ }

@@ -8,15 +8,12 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { listNetns, NODE_BIN } from '../netns/ip.ts';
+import { childPids } from '../netns/proc.ts';
 
 const PREFIX = 'fscli';
 
 function descendants(pid: number): number[] {
-  let children: number[] = [];
-  try {
-    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch { /* gone */ }
-  return children.flatMap((c) => [c, ...descendants(c)]);
+  return childPids(pid).flatMap((c) => [c, ...descendants(c)]);
 }
 
 function alive(pid: number): boolean {

@@ -129,7 +129,7 @@ export function planApply(spec: CompiledPolicySetSpec, read: KernelState, opts: 
   }
   const generation: Generation = opts.inPlace ? (live ?? 0) : live === 0 ? 1 : 0;
   const chains = desiredChains(spec, (id) => names.get(id)!, generation);
-  const { iptables, cleanup } = renderSwitch(chains, kernel, generation);
+  const { iptables, cleanup } = renderSwitch(chains, kernel, live, generation);
   return {
     kind: 'rules',
     tidy: tidy?.iptables ?? '',
@@ -150,9 +150,8 @@ export function planApply(spec: CompiledPolicySetSpec, read: KernelState, opts: 
  * rewritten, and chains under the written names that the tree does not use are deleted, in the same
  * transaction.
  */
-function renderSwitch(chains: Map<string, string[]>, kernel: KernelState, generation: Generation): { iptables: string; cleanup: string } {
+function renderSwitch(chains: Map<string, string[]>, kernel: KernelState, live: Generation | undefined, generation: Generation): { iptables: string; cleanup: string } {
   const goto = chains.get(CHAIN_FORWARD)![0];
-  const live = liveGeneration(kernel.chains);
   const insert = live !== undefined && live !== generation && kernel.chains.get(CHAIN_FORWARD)!.length === 1;
   const written = [...chains.keys()].filter((c) => !(insert && c === CHAIN_FORWARD));
   const stale = [...kernel.chains.keys()].filter((c) => c !== CHAIN_FORWARD && chainGeneration(c) === generation && !chains.has(c)).sort();
