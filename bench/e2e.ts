@@ -7,8 +7,8 @@ import { PolicyCompiler } from '../operator/compile/compiler.ts';
 import { silentLogger } from '../runtime/log.ts';
 import { resetCluster } from '../sandbox/reset.ts';
 import { Sandbox } from '../sandbox/sandbox.ts';
-import { startControlPlane } from '../test/cluster/control-plane.ts';
-import { ContinuousProbe } from '../test/netns/continuous-probe.ts';
+import { startControlPlane } from '../localcluster/control-plane.ts';
+import { ContinuousProbe } from '../netns/continuous-probe.ts';
 import { stat, type Stat } from './stats.ts';
 
 export interface E2eResult { nodes: number; pods: number; iterations: number; policyEnforcedMs: Stat; policyEnforcedFromAnswerMs: Stat; labelEnforcedMs: Stat; labelEnforcedFromAnswerMs: Stat; probeSeesMs: Stat; labelProbeSeesMs: Stat; newPodReachableMs: Stat }
@@ -84,7 +84,7 @@ export async function benchE2e(iterations = 40): Promise<E2eResult> {
 }
 
 /** A new pod matching a deny-all policy: how long it answers before its node enforces the policy for it. */
-async function newPodWindows(sandbox: Sandbox, world: ScenarioWorld, expected: () => Map<string, string>, client: import('../test/netns/topology.ts').PodHandle): Promise<number[]> {
+async function newPodWindows(sandbox: Sandbox, world: ScenarioWorld, expected: () => Map<string, string>, client: import('../netns/topology.ts').PodHandle): Promise<number[]> {
   const deny = denyPolicy('b', 'deny-new');
   world.applyStep({ delete: [], deletePods: [], createPods: [], labels: [], apply: [deny as never] }, 'bench');
   await sandbox.applyPolicy(deny);

@@ -9,8 +9,8 @@ import { PolicyCompiler } from '../operator/compile/compiler.ts';
 import { counterTotal } from '../operator/metrics.ts';
 import { startOperator, type OperatorHandle } from '../operator/operator.ts';
 import { silentLogger } from '../runtime/log.ts';
-import { startControlPlane } from '../test/cluster/control-plane.ts';
-import { kubelet } from '../test/cluster/kubelet.ts';
+import { startControlPlane } from '../localcluster/control-plane.ts';
+import { kubelet } from '../localcluster/kubelet.ts';
 import { clusterSnapshot, kube, type Kube } from '../test/integration/operator-fixture.ts';
 import { podCIDR, syntheticCluster, type SyntheticSize } from './synthetic.ts';
 

@@ -1,13 +1,13 @@
 // One simulated node's agent as its own `fencer agent --netns` process, as on a real node: agents
 // then apply and talk to the apiserver in parallel instead of taking turns on one event loop.
 // Each runs in its own process group (a stop takes the kernel tools it is running with it); it is
-// killed at once if this process exits or is told to stop by a signal (test/netns/lifecycle.ts), and
+// killed at once if this process exits or is told to stop by a signal (netns/lifecycle.ts), and
 // by a watchdog if this process dies without a chance to (SIGKILL).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { freePort } from '../test/netns/free-port.ts';
-import { NODE_BIN } from '../test/netns/ip.ts';
-import { track, untrack, type SyncDestroyable } from '../test/netns/lifecycle.ts';
+import { freePort } from '../netns/free-port.ts';
+import { NODE_BIN } from '../netns/ip.ts';
+import { track, untrack, type SyncDestroyable } from '../netns/lifecycle.ts';
 
 const MAIN = fileURLToPath(new URL('../cli/main.ts', import.meta.url));
 

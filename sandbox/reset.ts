@@ -1,7 +1,7 @@
 // Brings the API to a scenario's starting point between scenarios that share one control plane:
 // no policies, no pods, no nodes, and exactly the scenario's namespaces with exactly its labels.
 import { CoreV1Api, NetworkingV1Api, type KubeConfig } from '@kubernetes/client-node';
-import { kubelet } from '../test/cluster/kubelet.ts';
+import { kubelet } from '../localcluster/kubelet.ts';
 
 const SYSTEM = new Set(['default', 'kube-system', 'kube-public', 'kube-node-lease']);
 

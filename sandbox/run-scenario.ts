@@ -11,7 +11,7 @@ import { observeGrid, reportGrid, serves, type ScenarioOutcome } from '../matrix
 import { ScenarioError, type Probe, type Scenario } from '../matrix/scenario.ts';
 import { nodeCIDR, ScenarioWorld, type PodInfo } from '../matrix/world.ts';
 import type { Logger } from '../runtime/log.ts';
-import type { Cluster } from '../test/cluster/control-plane.ts';
+import type { Cluster } from '../localcluster/control-plane.ts';
 import { resetCluster } from './reset.ts';
 import { Sandbox, type SandboxPod } from './sandbox.ts';
 

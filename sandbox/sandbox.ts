@@ -8,9 +8,9 @@ import { toClientPolicy } from '../model/cluster.ts';
 import { CPS_GROUP, CPS_PLURAL, CPS_VERSION, type CompiledPolicySet } from '../crds/types.ts';
 import { startOperator, type OperatorHandle } from '../operator/operator.ts';
 import type { Logger } from '../runtime/log.ts';
-import type { Cluster } from '../test/cluster/control-plane.ts';
-import { kubelet, type Kubelet } from '../test/cluster/kubelet.ts';
-import { Topology, type PodHandle, type ProbeTarget } from '../test/netns/topology.ts';
+import type { Cluster } from '../localcluster/control-plane.ts';
+import { kubelet, type Kubelet } from '../localcluster/kubelet.ts';
+import { Topology, type PodHandle, type ProbeTarget } from '../netns/topology.ts';
 import { AgentProcess } from './agent-process.ts';
 import { EnforcementWatch } from './enforcement-watch.ts';
 

@@ -3,10 +3,10 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import { NODE_BIN } from '../test/netns/ip.ts';
+import { NODE_BIN } from '../netns/ip.ts';
 
 export const STATE_FILE = process.env.FENCER_SANDBOX_STATE ?? '/run/fencer/sandbox.json';
-const PROBE = fileURLToPath(new URL('../test/netns/probe.ts', import.meta.url));
+const PROBE = fileURLToPath(new URL('../netns/probe.ts', import.meta.url));
 
 export interface SandboxState {
   pid: number;

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { loadScenario, ScenarioError } from '../matrix/scenario.ts';
 import { createLogger } from '../runtime/log.ts';
 import { runScenarioOnSandbox } from '../sandbox/run-scenario.ts';
-import { attachCluster, startControlPlane, type Cluster } from '../test/cluster/control-plane.ts';
+import { attachCluster, startControlPlane, type Cluster } from '../localcluster/control-plane.ts';
 
 const files = process.argv.slice(2);
 if (files.length === 0) {

@@ -17,11 +17,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { CustomObjectsApi } from '@kubernetes/client-node';
 import { CPS_GROUP, CPS_PLURAL, CPS_VERSION, type CompiledPolicySet } from '../crds/types.ts';
-import { startControlPlane } from '../test/cluster/control-plane.ts';
-import { kubelet } from '../test/cluster/kubelet.ts';
+import { startControlPlane } from '../localcluster/control-plane.ts';
+import { kubelet } from '../localcluster/kubelet.ts';
 import { podCIDR, syntheticCluster, type SyntheticSize } from '../bench/synthetic.ts';
-import { freePort } from '../test/netns/free-port.ts';
-import { childPids } from '../test/netns/proc.ts';
+import { freePort } from '../netns/free-port.ts';
+import { childPids } from '../netns/proc.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const args = process.argv.slice(2);

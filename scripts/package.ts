@@ -9,7 +9,7 @@
 //   dist/SHA256SUMS                    checksums of the three
 //
 // The tarball is reproducible: sorted names, mtime 0, owner 0, no gzip timestamp. Helm comes from
-// $HELM, else the pinned build (test/cluster/build.sh), else PATH.
+// $HELM, else the pinned build (localcluster/build.sh), else PATH.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -21,13 +21,13 @@ export const root = fileURLToPath(new URL('..', import.meta.url));
 /**
  * What the images copy and the tarball carries, relative to the repository root. cli/main.ts
  * imports every command statically, so inspect/, sandbox/ and the sandbox's control-plane and netns
- * helpers (test/cluster, test/netns) load in the operator and agent too. `uncoveredImports()` says
+ * helpers (localcluster, netns) load in the operator and agent too. `uncoveredImports()` says
  * which imported file none of these holds; test/unit/images.test.ts requires it to be empty.
  */
 export const RUNTIME_PATHS: readonly string[] = [
   'package.json', 'package-lock.json', 'README.md', 'bin',
   'cli', 'crds', 'model', 'oracle', 'matrix', 'operator', 'agent', 'runtime',
-  'inspect', 'sandbox', 'test/cluster', 'test/netns',
+  'inspect', 'sandbox', 'localcluster', 'netns',
 ];
 
 /** The entry point of both images and of `bin/fencer`. */
@@ -76,7 +76,7 @@ export function helmBinary(): string {
   if (process.env.HELM) return process.env.HELM;
   const testBin = process.env.FENCER_TEST_BIN_DIR;
   if (testBin && existsSync(join(testBin, 'helm'))) return join(testBin, 'helm');
-  const built = spawnSync('bash', [join(root, 'test/cluster/build.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const built = spawnSync('bash', [join(root, 'localcluster/build.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   const dir = built.status === 0 ? built.stdout.trim().split('\n').pop() : undefined;
   if (dir && existsSync(join(dir, 'helm'))) return join(dir, 'helm');
   return 'helm';

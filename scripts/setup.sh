@@ -2,7 +2,7 @@
 # Prepares this machine for Fencer's tests and sandbox; idempotent and silent when nothing is to do.
 # 1. Dataplane tools the agent and the netns tests drive (installed with apt, as root, only when missing).
 # 2. The pinned control-plane binaries (etcd, kube-apiserver, kubectl, helm), built once into a cache
-#    by test/cluster/build.sh (minutes on the first run, ~0.1 s afterwards).
+#    by localcluster/build.sh (minutes on the first run, ~0.1 s afterwards).
 # Called by `npm test` (scripts/test.ts) and by the sandbox.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -34,7 +34,7 @@ fi
 
 # build.sh says "<name>: cached" for every binary on each run: pass on only the lines that tell news
 # (a cold build's progress), and the binaries' directory (its stdout) goes nowhere.
-if ! bash "$root/test/cluster/build.sh" 2>&1 >/dev/null | { grep --line-buffered -v ': cached$' >&2 || true; }; then
-  echo "[setup] building the control-plane binaries failed (needs Go; see test/cluster/build.sh)" >&2
+if ! bash "$root/localcluster/build.sh" 2>&1 >/dev/null | { grep --line-buffered -v ': cached$' >&2 || true; }; then
+  echo "[setup] building the control-plane binaries failed (needs Go; see localcluster/build.sh)" >&2
   exit 1
 fi

@@ -1,5 +1,5 @@
 // `npm test`: prepares the machine (scripts/setup.sh), typechecks, starts ONE control plane
-// (etcd + kube-apiserver, test/cluster/control-plane.ts) for the whole run, and runs every test file
+// (etcd + kube-apiserver, localcluster/control-plane.ts) for the whole run, and runs every test file
 // with node:test, one file at a time. Integration tests find the cluster through
 // FENCER_TEST_KUBECONFIG and FENCER_TEST_BIN_DIR (test/integration/env.ts).
 //
@@ -11,7 +11,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { globSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startControlPlane, type ControlPlane } from '../test/cluster/control-plane.ts';
+import { startControlPlane, type ControlPlane } from '../localcluster/control-plane.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const defaultGlobs = ['test/unit/**/*.test.ts', 'test/property/**/*.test.ts', 'test/integration/**/*.test.ts'];

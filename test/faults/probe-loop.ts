@@ -1,6 +1,6 @@
 // A continuous probe loop between pods of a sandbox: real TCP connects, round after round, each flow
 // judged against what it must be the whole time (open, closed, or either while it changes).
-import type { PodHandle, Topology } from '../netns/topology.ts';
+import type { PodHandle, Topology } from '../../netns/topology.ts';
 
 export interface LoopFlow {
   name: string;

@@ -4,7 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { freePort } from '../netns/free-port.ts';
+import { freePort } from '../../netns/free-port.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 export const NODE = `${root}node_modules/node/bin/node`;

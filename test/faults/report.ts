@@ -141,7 +141,7 @@ const HOW = `- **Agents as processes**: \`bin/fencer agent --netns …\` runs in
 - **Kernel tools**: a PATH shim (\`test/faults/shim.ts\`) stands in front of \`ipset\` and
   \`iptables-*\`; it logs every call (so "zero kernel changes" is checked call by call, besides
   comparing \`iptables-save\`/\`ipset save\`) and can delay or fail chosen subcommands on command.
-- **Outage**: \`stopServers()\`/\`startServers()\` of \`test/cluster/control-plane.ts\` stop kube-apiserver
+- **Outage**: \`stopServers()\`/\`startServers()\` of \`localcluster/control-plane.ts\` stop kube-apiserver
   and etcd and start them again on the same ports and data; before etcd stops, its revision is moved on
   and compacted through its HTTP gateway, so every watch resumes from a compacted resourceVersion
   (410 Gone).

@@ -2,7 +2,7 @@
 // apiserver then adds the node's name and uid to the token's user extra
 // ("authentication.kubernetes.io/node-name"), which the chart's ValidatingAdmissionPolicy checks.
 import { ApiException, CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
-import { tokenKubeConfig } from '../cluster/control-plane.ts';
+import { tokenKubeConfig } from '../../localcluster/control-plane.ts';
 
 export { tokenKubeConfig };
 

@@ -18,7 +18,7 @@ import {
   type KubernetesObject,
 } from '@kubernetes/client-node';
 import { CPS_API_VERSION, CPS_GROUP, CPS_KIND, CPS_PLURAL, CPS_VERSION, type CompiledPolicySet, type CompiledPolicySetSpec } from '../../crds/types.ts';
-import { kubelet } from '../cluster/kubelet.ts';
+import { kubelet } from '../../localcluster/kubelet.ts';
 import { testCluster } from './env.ts';
 
 const run = randomBytes(3).toString('hex');

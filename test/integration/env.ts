@@ -2,7 +2,7 @@
 // for the whole run and passes its admin kubeconfig down in FENCER_TEST_KUBECONFIG; integration test
 // files attach to it here instead of starting their own.
 import type { KubeConfig } from '@kubernetes/client-node';
-import { attachCluster, type Cluster } from '../cluster/control-plane.ts';
+import { attachCluster, type Cluster } from '../../localcluster/control-plane.ts';
 
 let cluster: Cluster | undefined;
 
@@ -14,7 +14,7 @@ export function testCluster(): Cluster {
     throw new Error(
       'FENCER_TEST_KUBECONFIG is not set: integration tests run against the control plane that `npm test` ' +
         '(node scripts/test.ts) starts. To run one file by hand, start a control plane with ' +
-        '`node test/cluster/control-plane.ts`, export the variables it prints, then `node --test <file>`.',
+        '`node localcluster/control-plane.ts`, export the variables it prints, then `node --test <file>`.',
     );
   }
   cluster = attachCluster(kubeconfigPath, process.env.FENCER_TEST_BIN_DIR);

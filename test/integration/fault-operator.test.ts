@@ -13,7 +13,7 @@ import type { CompiledPolicySet } from '../../crds/types.ts';
 import { MANAGED_BY_LABEL } from '../../operator/cps-object.ts';
 import { ResilientInformer } from '../../runtime/informer.ts';
 import { silentLogger } from '../../runtime/log.ts';
-import { kubelet } from '../cluster/kubelet.ts';
+import { kubelet } from '../../localcluster/kubelet.ts';
 import { applyPolicy, cpsApi, expectedSpecs, getCps, sleep, waitFor } from '../faults/harness.ts';
 import { metricValue, spawnOperator, type FencerProcess } from '../faults/processes.ts';
 import { recordRow } from '../faults/report.ts';

@@ -23,7 +23,7 @@ import { cpsObject } from '../../operator/cps-object.ts';
 import { PolicyCompiler } from '../../operator/compile/compiler.ts';
 import { startOperator } from '../../operator/operator.ts';
 import { silentLogger } from '../../runtime/log.ts';
-import { kubelet } from '../cluster/kubelet.ts';
+import { kubelet } from '../../localcluster/kubelet.ts';
 import { cpsApi, getCps, waitFor } from '../faults/harness.ts';
 import { kubeConfigForNode, tokenKubeConfig } from '../faults/tokens.ts';
 import { recordRow } from '../faults/report.ts';

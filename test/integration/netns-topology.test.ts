@@ -1,4 +1,4 @@
-// Proves the netns harness (test/netns/topology.ts) is a faithful little cluster network: pods reach
+// Proves the netns harness (netns/topology.ts) is a faithful little cluster network: pods reach
 // each other over TCP and UDP on the same node and across nodes, unserved ports fail, iptables FORWARD
 // in a node netns sees same-node (bridged, via br_netfilter) and cross-node (routed) pod traffic, and
 // nothing is left behind — not by destroy(), not by a SIGTERM'd or SIGKILL'd owner.
@@ -6,8 +6,8 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execa } from 'execa';
 import { fileURLToPath } from 'node:url';
-import { Topology, type PodHandle, type ProbeTarget } from '../netns/topology.ts';
-import { NODE_BIN, listNetns } from '../netns/ip.ts';
+import { Topology, type PodHandle, type ProbeTarget } from '../../netns/topology.ts';
+import { NODE_BIN, listNetns } from '../../netns/ip.ts';
 
 const skip = process.getuid?.() !== 0 ? 'needs root (network namespaces)' : false;
 const NODES = [{ name: 'n1', podCIDR: '10.244.1.0/24' }, { name: 'n2', podCIDR: '10.244.2.0/24' }];

@@ -22,7 +22,7 @@ import { MANAGED_BY_LABEL } from '../../operator/cps-object.ts';
 import type { OperatorOptionsInput } from '../../operator/options.ts';
 import { counterTotal } from '../../operator/metrics.ts';
 import { createLogger, silentLogger } from '../../runtime/log.ts';
-import { kubelet, type Kubelet, type PodSpec } from '../cluster/kubelet.ts';
+import { kubelet, type Kubelet, type PodSpec } from '../../localcluster/kubelet.ts';
 import { testCluster } from './env.ts';
 
 export const cpsApi = { group: CPS_GROUP, version: CPS_VERSION, plural: CPS_PLURAL };

@@ -16,7 +16,7 @@ import {
   converged, cpsApi, deleteCps, expectedSpecs, getCps, kube, listCps, scrape, settled, waitFor, World, writes, type Kube,
 } from './operator-fixture.ts';
 import { cpsTestHooks } from './operator-fixture.ts';
-import { freePort } from '../netns/free-port.ts';
+import { freePort } from '../../netns/free-port.ts';
 
 const jsonPatch = setHeaderOptions('Content-Type', PatchStrategy.JsonPatch);
 const hooks = cpsTestHooks();

@@ -17,7 +17,7 @@ import { createNetns } from '../helpers/netns.ts';
 import { chartDir, dashboardExprs, exportedMetrics, find, render, type K8sObject, type MetricType } from '../helpers/chart.ts';
 import { testCluster } from './env.ts';
 import { cpsTestHooks, getCps, testLogger, waitFor, World } from './operator-fixture.ts';
-import { freePort } from '../netns/free-port.ts';
+import { freePort } from '../../netns/free-port.ts';
 
 const PROMETHEUS = '/usr/bin/prometheus';
 const PROMTOOL = '/usr/bin/promtool';

@@ -7,8 +7,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { listNetns, NODE_BIN } from '../netns/ip.ts';
-import { childPids } from '../netns/proc.ts';
+import { listNetns, NODE_BIN } from '../../netns/ip.ts';
+import { childPids } from '../../netns/proc.ts';
 
 const PREFIX = 'fscli';
 

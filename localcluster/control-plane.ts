@@ -1,11 +1,11 @@
 // A real Kubernetes control plane for integration tests and the sandbox: etcd and kube-apiserver,
-// built from pinned sources by test/cluster/build.sh, listening on loopback ports only. There is no
-// kubelet, scheduler or controller-manager: test/cluster/kubelet.ts plays them where a test needs it.
+// built from pinned sources by localcluster/build.sh, listening on loopback ports only. There is no
+// kubelet, scheduler or controller-manager: localcluster/kubelet.ts plays them where a test needs it.
 //
 //   const cp = await startControlPlane();
 //   try { ... cp.kubeConfig() ... } finally { await cp.stop(); }
 //
-// Run directly (`node test/cluster/control-plane.ts`) it starts one, prints the environment that
+// Run directly (`node localcluster/control-plane.ts`) it starts one, prints the environment that
 // integration tests read (FENCER_TEST_KUBECONFIG, FENCER_TEST_BIN_DIR) and runs until interrupted.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
@@ -18,10 +18,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import * as yaml from 'js-yaml';
 import { ApiException, CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
-import { CPS_GROUP, CPS_PLURAL, CPS_VERSION } from '../../crds/types.ts';
+import { CPS_GROUP, CPS_PLURAL, CPS_VERSION } from '../crds/types.ts';
 
-const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
-const buildScript = join(repoRoot, 'test/cluster/build.sh');
+const repoRoot = fileURLToPath(new URL('../', import.meta.url));
+const buildScript = join(repoRoot, 'localcluster/build.sh');
 /** The CRDs Fencer installs, in apply order. */
 export const crdFiles: readonly string[] = [join(repoRoot, 'crds/compiledpolicyset.yaml')];
 const crdNames: readonly string[] = [`${CPS_PLURAL}.${CPS_GROUP}`];
@@ -83,7 +83,7 @@ export interface StartOptions {
 // ---------------------------------------------------------------------------------------------
 // Binaries
 
-/** Runs test/cluster/build.sh (cached: ~0.1 s) and returns the binaries' directory. */
+/** Runs localcluster/build.sh (cached: ~0.1 s) and returns the binaries' directory. */
 export async function buildBinaries(): Promise<string> {
   const child = spawn('bash', [buildScript], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
@@ -107,7 +107,7 @@ export async function buildBinaries(): Promise<string> {
   if (pending) process.stderr.write(pending + '\n');
   const dir = stdout.trim().split('\n').pop() ?? '';
   if (code !== 0 || !dir || !existsSync(join(dir, 'kube-apiserver'))) {
-    throw new Error(`test/cluster/build.sh failed (exit ${code}):\n${stderrTail}${pending}`);
+    throw new Error(`localcluster/build.sh failed (exit ${code}):\n${stderrTail}${pending}`);
   }
   return dir;
 }

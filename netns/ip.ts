@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 export const NODE_BIN: string = (() => {
   const major = Number(process.versions.node.split('.')[0]);
   if (major >= 24) return process.execPath;
-  const repoNode = fileURLToPath(new URL('../../node_modules/.bin/node', import.meta.url));
+  const repoNode = fileURLToPath(new URL('../node_modules/.bin/node', import.meta.url));
   if (existsSync(repoNode)) return repoNode;
   throw new Error(`netns harness needs Node >= 24 (running ${process.version}, no node_modules/.bin/node)`);
 })();
