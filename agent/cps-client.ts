@@ -1,6 +1,9 @@
-// The agent's only API traffic: watch its own CompiledPolicySet (a field selector on the name) and
-// write that object's status. It needs no pods, namespaces or policies.
-import { ApiException, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions, type KubernetesListObject } from '@kubernetes/client-node';
+// The agent's only API traffic: watch its own CompiledPolicySet (a field selector on the name), the
+// AddressSet shards labelled for its node or its node's bucket (crds/consumers.ts), and write its own
+// object's status. It needs no pods, namespaces or policies.
+import { ApiException, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
+import { ASET_PLURAL, type AddressSet } from '../crds/address-set.ts';
+import { agentSetSelectors } from '../crds/consumers.ts';
 import { CPS_GROUP, CPS_PLURAL, CPS_VERSION, type CompiledPolicySet, type CompiledPolicySetStatus } from '../crds/types.ts';
 import { ResilientInformer } from '../runtime/informer.ts';
 import type { Logger } from '../runtime/log.ts';
@@ -8,6 +11,8 @@ import type { StatusWriter } from './node-agent.ts';
 import { mergePatchFor } from './status-patch.ts';
 
 const api = { group: CPS_GROUP, version: CPS_VERSION, plural: CPS_PLURAL };
+
+export type AddressSetObject = AddressSet & KubernetesObject;
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
 export function ownCpsInformer(kc: KubeConfig, nodeName: string, log: Logger, relistMs = 300_000): ResilientInformer<CompiledPolicySet> {
@@ -22,6 +27,23 @@ export function ownCpsInformer(kc: KubeConfig, nodeName: string, log: Logger, re
     relistMs,
     log,
   });
+}
+
+/** One watch per consumer label that can name this node; the apiserver does the selecting. */
+export function sharedSetInformers(kc: KubeConfig, nodeName: string, log: Logger, relistMs = 300_000): Array<{ selector: string; informer: ResilientInformer<AddressSetObject> }> {
+  const custom = kc.makeApiClient(CustomObjectsApi);
+  return agentSetSelectors(nodeName).map((labelSelector) => ({
+    selector: labelSelector,
+    informer: new ResilientInformer<AddressSetObject>({
+      name: `addresssets(${labelSelector})`,
+      kc,
+      path: `/apis/${CPS_GROUP}/${CPS_VERSION}/${ASET_PLURAL}`,
+      list: async () => (await custom.listClusterCustomObject({ group: CPS_GROUP, version: CPS_VERSION, plural: ASET_PLURAL, labelSelector })) as KubernetesListObject<AddressSetObject>,
+      labelSelector,
+      relistMs,
+      log,
+    }),
+  }));
 }
 
 /**

@@ -6,7 +6,7 @@ import type { Logger } from '../runtime/log.ts';
 import type { Dataplane } from './dataplane/dataplane.ts';
 import type { AgentMetrics } from './metrics.ts';
 import { buildStatus, sameStatus, type AgentReport, type Enforced } from './status.ts';
-import { AcceptedMembers, checkCps, DEFAULT_LIMITS, type ValidationLimits } from './validate.ts';
+import { AcceptedMembers, checkCps, DEFAULT_LIMITS, type SharedSetSource, type ValidationLimits } from './validate.ts';
 
 export interface StatusWriter {
   /** False when the object changed since `cps` was read (the newer version brings its own sync). */
@@ -22,6 +22,8 @@ export interface NodeAgentOptions {
   log: Logger;
   driftIntervalMs?: number;
   limits?: ValidationLimits;
+  /** The AddressSet shards received (absent: the spec must carry every set itself). */
+  sharedSets?: SharedSetSource;
 }
 
 export class NodeAgent {
@@ -30,7 +32,8 @@ export class NodeAgent {
   private readonly accepted = new AcceptedMembers();
   private latest?: CompiledPolicySet;
   private receivedAt = 0;
-  private enforced?: Enforced & { spec: CompiledPolicySetSpec };
+  /** What is enforced: the whole spec, and the object it came from (re-resolved when shared sets change). */
+  private enforced?: Enforced & { spec: CompiledPolicySetSpec; cps: CompiledPolicySet };
   private problem?: AgentReport['problem'];
   private running?: Promise<void>;
   private again = false;
@@ -50,7 +53,7 @@ export class NodeAgent {
   }
 
   healthy(): boolean {
-    return !this.problem;
+    return !this.problem || this.problem.reason === 'WaitingForSets';
   }
 
   /** Lets the dataplane read the live state while the watch lists (call before starting it). */
@@ -81,6 +84,12 @@ export class NodeAgent {
     return this.kick();
   }
 
+  /** Shards of shared sets arrived or changed: the latest spec (or, while it waits, the enforced one) takes their members. */
+  offerSets(): Promise<void> {
+    if (this.retryTimer !== undefined && this.problem?.reason === 'ApplyFailed') return Promise.resolve();
+    return this.kick();
+  }
+
   /** Runs a sync now, or right after the one in progress. */
   kick(): Promise<void> {
     if (this.stopped) return Promise.resolve();
@@ -108,7 +117,15 @@ export class NodeAgent {
     const cps = this.latest;
     if (!cps) return;
     const { metrics, log } = this.opts;
-    const { errors, spec } = checkCps(cps, this.opts.nodeName, this.opts.limits ?? DEFAULT_LIMITS, this.accepted);
+    const { errors, spec, waiting } = this.check(cps);
+    if (waiting) {
+      const message = `waiting for shared sets: ${waiting.slice(0, 5).join('; ')}${waiting.length > 5 ? ` (and ${waiting.length - 5} more)` : ''}; the last good state stays enforced`;
+      if (this.problem?.message !== message) log.info({ generation: cps.metadata.generation, waiting: waiting.length }, 'generation waits for shared sets');
+      this.problem = { reason: 'WaitingForSets', message };
+      await this.reassertLastGood();
+      await this.report(cps);
+      return;
+    }
     if (!spec) {
       metrics.applies.inc({ result: 'invalid' });
       log.error({ generation: cps.metadata.generation, errors }, 'CompiledPolicySet rejected; keeping the last good state');
@@ -137,7 +154,7 @@ export class NodeAgent {
       const isNew = this.enforced?.generation !== cps.metadata.generation || this.enforced?.hash !== spec.contentHash;
       // A re-apply of what is enforced keeps its time: status then stays byte-equal and is not rewritten.
       this.enforced = {
-        generation: cps.metadata.generation ?? 0, hash: spec.contentHash, at: isNew ? new Date().toISOString() : this.enforced!.at, spec,
+        generation: cps.metadata.generation ?? 0, hash: spec.contentHash, at: isNew ? new Date().toISOString() : this.enforced!.at, spec, cps,
         counts: { iptablesRules: outcome.counts.rules, ipsets: outcome.counts.sets, ipsetEntries: outcome.counts.entries },
       };
       if (isNew && this.receivedAt) metrics.receivedToEnforced.observe((performance.now() - this.receivedAt) / 1000);
@@ -164,11 +181,22 @@ export class NodeAgent {
     await this.report(cps);
   }
 
-  /** Re-applies the last good spec (a no-op unless the kernel drifted), e.g. while the latest is invalid. */
+  private check(cps: CompiledPolicySet) {
+    return checkCps(cps, this.opts.nodeName, this.opts.limits ?? DEFAULT_LIMITS, this.accepted, this.opts.sharedSets);
+  }
+
+  /**
+   * Re-applies the last good spec while the latest cannot be (invalid, or waiting for sets): with
+   * the current members of its shared sets when they are whole, so pod churn keeps flowing; as it
+   * was otherwise (a no-op unless the kernel drifted).
+   */
   private async reassertLastGood(): Promise<void> {
-    if (!this.enforced) return;
+    const enforced = this.enforced;
+    if (!enforced) return;
+    const fresh = enforced.cps.spec.sharedSets?.length ? this.check(enforced.cps).spec : undefined;
     try {
-      await this.opts.dataplane.apply(this.enforced.spec);
+      await this.opts.dataplane.apply(fresh ?? enforced.spec);
+      if (fresh) enforced.spec = fresh;
     } catch (e) {
       this.opts.log.error({ err: (e as Error).message }, 'could not re-apply the last good state');
     }

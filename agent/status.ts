@@ -8,18 +8,20 @@ export interface AgentReport {
   /** The last generation fully enforced, if any. */
   enforced?: Enforced;
   /** Why the latest generation is not enforced, if it is not. */
-  problem?: { reason: 'Invalid' | 'ApplyFailed'; message: string };
+  problem?: { reason: 'Invalid' | 'ApplyFailed' | 'WaitingForSets'; message: string };
 }
 
 export function buildStatus(cps: CompiledPolicySet, report: AgentReport, previous: CompiledPolicySetStatus | undefined, now: string): CompiledPolicySetStatus {
   const generation = cps.metadata.generation ?? 0;
   const inSync = !report.problem && report.enforced?.generation === generation && report.enforced.hash === cps.spec.contentHash;
+  // Waiting for a shared set is not a fault: the operator writes sets before the specs naming them.
+  const fault = report.problem?.reason === 'WaitingForSets' ? undefined : report.problem;
   const conditions: Condition[] = [
     condition('Applied', report.enforced ? 'True' : 'False', report.enforced ? 'Applied' : 'NothingApplied',
       report.enforced ? `generation ${report.enforced.generation} (${report.enforced.hash.slice(7, 19)}) enforced` : 'nothing enforced yet', report.enforced?.generation),
-    condition('Degraded', report.problem ? 'True' : 'False', report.problem?.reason ?? 'AsExpected', report.problem?.message ?? '', generation),
+    condition('Degraded', fault ? 'True' : 'False', fault?.reason ?? 'AsExpected', fault?.message ?? '', generation),
     condition('InSync', inSync ? 'True' : 'False', inSync ? 'Enforced' : (report.problem?.reason ?? 'Pending'),
-      inSync ? `the latest generation ${generation} is enforced` : `generation ${generation} is not enforced yet`, generation),
+      inSync ? `the latest generation ${generation} is enforced` : `generation ${generation} is not enforced yet${report.problem && !fault ? `: ${report.problem.message}` : ''}`, generation),
   ].map((c) => keepTransitionTime(c, previous?.conditions, now));
   const status: CompiledPolicySetStatus = { agent: report.agent, conditions };
   if (report.enforced) {

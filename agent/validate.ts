@@ -1,21 +1,18 @@
 // Whole-object checks an agent runs before touching the kernel: a CompiledPolicySet that is
 // schema-valid but nonsensical or harmful (edited by hand, or by something hostile) is rejected
 // whole, and the last good state stays enforced.
+import { resolveSharedSets, type SetLookup } from '../crds/resolve.ts';
 import { schemaErrors } from '../crds/schema.ts';
 import { expandSpec } from '../crds/codec.ts';
 import type { CompiledPolicySet, CompiledPolicySetSpec, IPSet, IPSetKind } from '../crds/types.ts';
 import { sameList } from '../runtime/same-list.ts';
 import { ipInInterval, parseCidr, parseIPv4 } from '../operator/compile/ipv4.ts';
+import { memberProblem } from './member-syntax.ts';
 
 export interface ValidationLimits { maxEntries: number; maxRules: number }
 
 export const DEFAULT_LIMITS: ValidationLimits = { maxEntries: 1_000_000, maxRules: 100_000 };
 
-const MEMBER_SYNTAX: Record<IPSetKind, RegExp> = {
-  ip: /^\d{1,3}(\.\d{1,3}){3}$/,
-  net: /^\d{1,3}(\.\d{1,3}){3}\/([1-9]|[12]\d|3[0-2])$/,
-  ipPort: /^\d{1,3}(\.\d{1,3}){3},(tcp|udp|sctp):\d{1,5}$/,
-};
 
 /**
  * Member lists of the last accepted spec, by set name. Most changes touch a few sets: an unchanged
@@ -60,9 +57,27 @@ export function validateCps(cps: CompiledPolicySet, nodeName: string, limits = D
   return checkCps(cps, nodeName, limits).errors;
 }
 
-/** Validates the object whole (schema, then the expanded spec); `spec` is set when it may be applied. */
-export function checkCps(cps: CompiledPolicySet, nodeName: string, limits = DEFAULT_LIMITS, accepted?: AcceptedMembers): { errors: string[]; spec?: CompiledPolicySetSpec } {
-  const errors = schemaErrors(accepted ? withoutAcceptedMembers(cps, accepted) : cps).map((e) => `schema: ${e}`);
+/** Where the members of the shared sets a spec names come from (crds/resolve.ts), and which lists were checked on arrival. */
+export interface SharedSetSource {
+  lookup: SetLookup;
+  isChecked(members: string[]): boolean;
+}
+
+export interface CpsVerdict {
+  errors: string[];
+  /** The whole spec, every set in full: set when it may be applied. */
+  spec?: CompiledPolicySetSpec;
+  /** Shared sets not (wholly) received yet: nothing is wrong, the spec just cannot be enforced yet. */
+  waiting?: string[];
+}
+
+// Shard events re-check the same CompiledPolicySet object many times: its schema verdict is kept.
+const schemaVerdicts = new WeakMap<CompiledPolicySet, string[]>();
+
+/** Validates the object whole (schema, then the expanded spec with its shared sets filled in); `spec` is set when it may be applied. */
+export function checkCps(cps: CompiledPolicySet, nodeName: string, limits = DEFAULT_LIMITS, accepted?: AcceptedMembers, sets?: SharedSetSource): CpsVerdict {
+  let errors = schemaVerdicts.get(cps);
+  if (!errors) schemaVerdicts.set(cps, (errors = schemaErrors(accepted ? withoutAcceptedMembers(cps, accepted) : cps).map((e) => `schema: ${e}`)));
   if (errors.length) return { errors };
   let spec: CompiledPolicySetSpec;
   try {
@@ -70,7 +85,11 @@ export function checkCps(cps: CompiledPolicySet, nodeName: string, limits = DEFA
   } catch (e) {
     return { errors: [`spec.ipSets: cannot expand compressed members: ${(e as Error).message}`] };
   }
-  const problems = validateSpec(spec, nodeName, limits, accepted);
+  if (spec.sharedSets?.length && !sets) return { errors: ['spec.sharedSets: this agent has no source of AddressSets'] };
+  const resolved = resolveSharedSets(spec, sets?.lookup ?? (() => ({ missing: 'no source' })));
+  if (resolved.missing) return { errors: [], waiting: resolved.missing };
+  spec = resolved.spec;
+  const problems = validateSpec(spec, nodeName, limits, accepted, sets);
   if (problems.length) return { errors: problems };
   if (!accepted) return { errors: [], spec };
   const reused = accepted.reuse(spec);
@@ -84,7 +103,7 @@ function withoutAcceptedMembers(cps: CompiledPolicySet, accepted: AcceptedMember
   return { ...cps, spec: { ...cps.spec, ipSets: cps.spec.ipSets.map((s) => (accepted.has(s) ? { ...s, members: [] } : s)) } };
 }
 
-export function validateSpec(spec: CompiledPolicySetSpec, nodeName: string, limits = DEFAULT_LIMITS, accepted?: AcceptedMembers): string[] {
+export function validateSpec(spec: CompiledPolicySetSpec, nodeName: string, limits = DEFAULT_LIMITS, accepted?: AcceptedMembers, received?: Pick<SharedSetSource, 'isChecked'>): string[] {
   const errors: string[] = [];
   if (spec.nodeName !== nodeName) errors.push(`spec.nodeName is "${spec.nodeName}", this agent enforces node "${nodeName}"`);
   const sets = new Map(spec.ipSets.map((s) => [s.name, s]));
@@ -92,8 +111,8 @@ export function validateSpec(spec: CompiledPolicySetSpec, nodeName: string, limi
   const entries = spec.ipSets.reduce((n, s) => n + s.members.length, 0);
   if (entries > limits.maxEntries) errors.push(`spec.ipSets: ${entries} entries exceed the limit of ${limits.maxEntries}`);
   for (const set of spec.ipSets) {
-    if (accepted?.has(set)) continue;
-    const bad = set.members.find((m) => !MEMBER_SYNTAX[set.kind].test(m) || parseIPv4(m.split(/[/,]/)[0]) === undefined);
+    if (accepted?.has(set) || received?.isChecked(set.members)) continue;
+    const bad = set.members.find((m) => memberProblem(set.kind, m));
     if (bad !== undefined) errors.push(`spec.ipSets[${set.name}]: "${bad}" is not a valid ${set.kind} member`);
   }
   const cidrs = spec.podCIDRs.map(parseCidr).flatMap((c) => (c.ok ? [c.interval] : []));

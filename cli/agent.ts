@@ -3,7 +3,8 @@ import { hostname } from 'node:os';
 import type { Server } from 'node:http';
 import type { Command } from 'commander';
 import type { Registry } from 'prom-client';
-import { CpsStatusWriter, ownCpsInformer } from '../agent/cps-client.ts';
+import { CpsStatusWriter, ownCpsInformer, sharedSetInformers } from '../agent/cps-client.ts';
+import { SharedSetCache } from '../agent/shared-sets.ts';
 import { toolsFor, type IptablesMode } from '../agent/dataplane/linux/backend.ts';
 import { LinuxDataplane, type HookPosition } from '../agent/dataplane/linux/dataplane.ts';
 import { ShellRunner } from '../agent/dataplane/linux/shell-runner.ts';
@@ -49,10 +50,17 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const kc = loadKubeConfig(opts.kubeconfig);
   const metrics = agentMetrics();
   const dataplane = pickDataplane(opts, metrics.registry);
+  const sharedSets = new SharedSetCache();
   const agent = new NodeAgent({
     nodeName: opts.nodeName, agentName: `fencer-agent@${hostname()}`, dataplane,
-    statusWriter: new CpsStatusWriter(kc), metrics, log, driftIntervalMs: opts.driftSeconds * 1000,
+    statusWriter: new CpsStatusWriter(kc), metrics, log, driftIntervalMs: opts.driftSeconds * 1000, sharedSets,
   });
+  const setInformers = sharedSetInformers(kc, opts.nodeName, log);
+  for (const { selector, informer } of setInformers) {
+    informer.onChange((type, shard) => {
+      if (sharedSets.apply(selector, type, shard)) void agent.offerSets();
+    });
+  }
   const informer = ownCpsInformer(kc, opts.nodeName, log);
   informer.onChange((type, cps) => void agent.offer(type === 'delete' ? undefined : cps));
   let server: Server | undefined;
@@ -63,6 +71,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     }, opts.metricsHost);
   }
   agent.prepare();
+  // Sets first: the spec that names them then finds them whole and applies at once.
+  await Promise.all(setInformers.map((s) => s.informer.start()));
   await informer.start();
   agent.start();
   log.info({ metricsPort: opts.metricsPort }, 'agent started');
@@ -72,6 +82,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     metricsPort: typeof address === 'object' && address ? address.port : undefined,
     async stop() {
       await informer.stop();
+      await Promise.all(setInformers.map((s) => s.informer.stop()));
       await agent.stop();
       await dataplane.close?.();
       await new Promise<void>((r) => (server ? server.close(() => r()) : r()));

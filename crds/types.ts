@@ -84,9 +84,24 @@ export interface PolicyDiagnostic {
 export interface CompiledCounts {
   policies: number;
   rules: number;
+  /** Every set the node uses: those carried here and those named in sharedSets. */
   sets: number;
+  /** How many of them are shared (members in AddressSet objects). Absent in specs from before shared sets. */
+  sharedSets?: number;
+  /** Entries carried by this object; a shared set's entries are counted by its AddressSet shards. */
   entries: number;
   pods: number;
+}
+
+/**
+ * A set whose members come from the whole cluster, named by a node's spec and held in AddressSet
+ * shards (crds/address-set.ts). Its name stands for its definition, never for its members, so
+ * member changes write the shards alone and no node object.
+ */
+export interface SharedSetRef {
+  name: string;
+  kind: IPSetKind;
+  origin: string;
 }
 
 export interface CompiledPolicySetSpec {
@@ -96,7 +111,10 @@ export interface CompiledPolicySetSpec {
   podCIDRs: string[];
   /** namespace/name of every policy that selects a pod on this node. */
   policies: string[];
+  /** Sets carried in full: the node's own (local pod groups, ingress named ports). */
   ipSets: IPSet[];
+  /** Shared sets the rules reference; absent (or empty) when everything is carried in ipSets. */
+  sharedSets?: SharedSetRef[];
   targets: Target[];
   diagnostics: PolicyDiagnostic[];
   counts: CompiledCounts;

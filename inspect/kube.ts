@@ -4,7 +4,10 @@ import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { ApiException, CoreV1Api, CustomObjectsApi, KubeConfig, NetworkingV1Api } from '@kubernetes/client-node';
+import { ASET_PLURAL, type AddressSet, type AddressSetSpec } from '../crds/address-set.ts';
 import { expandSpec } from '../crds/codec.ts';
+import { agentSetSelectors } from '../crds/consumers.ts';
+import { membersFromShards, resolveSharedSets } from '../crds/resolve.ts';
 import { CPS_GROUP, CPS_PLURAL, CPS_VERSION, type CompiledPolicySet } from '../crds/types.ts';
 import type { ClusterSnapshot } from '../model/cluster.ts';
 import { InspectError } from './errors.ts';
@@ -52,7 +55,7 @@ export function explainApiError(kc: KubeConfig, what: string, e: unknown): Inspe
     const message = statusMessage(e.body);
     switch (e.code) {
       case 401: return new InspectError(`${server} rejected the kubeconfig's credentials (401 Unauthorized) while reading ${what}: refresh or fix the user in the kubeconfig`);
-      case 403: return new InspectError(`forbidden to read ${what} (403): ${message || 'no permission'}; the inspect commands need get/list on pods, namespaces, nodes, networkpolicies and compiledpolicysets.fencer.dev`);
+      case 403: return new InspectError(`forbidden to read ${what} (403): ${message || 'no permission'}; the inspect commands need get/list on pods, namespaces, nodes, networkpolicies, compiledpolicysets.fencer.dev and addresssets.fencer.dev`);
       case 404: return new InspectError(`${what}: not found (404) at ${server}${/compiledpolicysets/i.test(what) ? ': is Fencer installed? (the CompiledPolicySet CRD crds/compiledpolicyset.yaml must be applied)' : ''}`);
       default: return new InspectError(`reading ${what} from ${server} failed (HTTP ${e.code}): ${message || e.message.split('\n')[1] || ''}`);
     }
@@ -96,12 +99,26 @@ export async function readNodeNames(kc: KubeConfig): Promise<string[]> {
 
 const cps = { group: CPS_GROUP, version: CPS_VERSION, plural: CPS_PLURAL };
 
-/** One node's CompiledPolicySet with member lists expanded, or undefined when there is none. */
+/**
+ * One node's CompiledPolicySet with member lists expanded and its shared sets filled in from the
+ * AddressSet shards that node's agent receives (the same selectors), or undefined when there is none.
+ * A set whose shards are not all there is shown empty, its origin saying so.
+ */
 export async function readCps(kc: KubeConfig, node: string): Promise<CompiledPolicySet | undefined> {
   const custom = kc.makeApiClient(CustomObjectsApi);
   try {
     const o = (await custom.getClusterCustomObject({ ...cps, name: node })) as CompiledPolicySet;
-    return { ...o, spec: expandSpec(o.spec) };
+    const spec = expandSpec(o.spec);
+    if (!spec.sharedSets?.length) return { ...o, spec: resolveSharedSets(spec, () => ({ members: [] })).spec! };
+    const shards = await readShardsFor(kc, node);
+    const resolved = resolveSharedSets({ ...spec, sharedSets: spec.sharedSets.map((ref) => {
+      const found = membersFromShards(ref, shards);
+      return 'missing' in found ? { ...ref, origin: `${ref.origin} (not whole on the apiserver: ${found.missing})` } : ref;
+    }) }, (ref) => {
+      const found = membersFromShards(ref, shards);
+      return { members: 'missing' in found ? [] : found.members };
+    });
+    return { ...o, spec: resolved.spec! };
   } catch (e) {
     if (e instanceof ApiException && e.code === 404) {
       // Tell a missing object from a missing CRD.
@@ -110,6 +127,15 @@ export async function readCps(kc: KubeConfig, node: string): Promise<CompiledPol
     }
     throw explainApiError(kc, `CompiledPolicySet ${node}`, e);
   }
+}
+
+/** The AddressSet shards the agent of `node` receives. */
+export async function readShardsFor(kc: KubeConfig, node: string): Promise<AddressSetSpec[]> {
+  const custom = kc.makeApiClient(CustomObjectsApi);
+  const lists = await Promise.all(agentSetSelectors(node).map((labelSelector) =>
+    apiRead(kc, 'addresssets.fencer.dev', () => custom.listClusterCustomObject({ group: CPS_GROUP, version: CPS_VERSION, plural: ASET_PLURAL, labelSelector })) as Promise<{ items: AddressSet[] }>));
+  const byName = new Map(lists.flatMap((l) => l.items).map((o) => [o.metadata.name, o.spec]));
+  return [...byName.values()];
 }
 
 export async function listCps(kc: KubeConfig): Promise<CompiledPolicySet[]> {

@@ -46,7 +46,7 @@ export function enforcementWithFreshness(snapshot: ClusterSnapshot, sets: Compil
   compiler.recompile(sets.map((c) => c.metadata.name));
   return new Map(sets.map((c) => {
     const e = enforcementOf(c);
-    const fresh = compiler.spec(c.metadata.name);
+    const fresh = compiler.nodeSpec(c.metadata.name);
     e.operatorCurrent = fresh !== undefined && fresh.contentHash === c.spec.contentHash;
     return [c.metadata.name, e];
   }));

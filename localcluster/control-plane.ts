@@ -23,7 +23,7 @@ import { CPS_GROUP, CPS_PLURAL, CPS_VERSION } from '../crds/types.ts';
 const repoRoot = fileURLToPath(new URL('../', import.meta.url));
 const buildScript = join(repoRoot, 'localcluster/build.sh');
 /** The CRDs Fencer installs, in apply order. */
-export const crdFiles: readonly string[] = [join(repoRoot, 'crds/compiledpolicyset.yaml')];
+export const crdFiles: readonly string[] = [join(repoRoot, 'crds/compiledpolicyset.yaml'), join(repoRoot, 'crds/addressset.yaml')];
 const crdNames: readonly string[] = [`${CPS_PLURAL}.${CPS_GROUP}`];
 
 export const SERVICE_CLUSTER_IP_RANGE = '10.96.0.0/16';

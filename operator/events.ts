@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { ApiException, type CoreV1Api, type CoreV1Event, type V1NetworkPolicy } from '@kubernetes/client-node';
 import type { Logger } from '../runtime/log.ts';
 import type { OperatorMetrics } from './metrics.ts';
-import { errorText } from './writer.ts';
+import { errorText } from './write-errors.ts';
 
 export const NOT_HONOURED_REASON = 'PolicyNotFullyHonoured';
 const MESSAGE_LIMIT = 1024;

@@ -1,5 +1,5 @@
 // The operator's watches: NetworkPolicies, Pods, Namespaces and Nodes in every namespace, and the
-// CompiledPolicySets it manages (label app.kubernetes.io/managed-by=fencer), each a ResilientInformer
+// CompiledPolicySets and AddressSets it manages (label app.kubernetes.io/managed-by=fencer), each a ResilientInformer
 // (restart with back-off, safety relist, changes by resourceVersion).
 import {
   CoreV1Api,
@@ -9,6 +9,7 @@ import {
   type KubernetesListObject,
   type KubernetesObject,
 } from '@kubernetes/client-node';
+import { ASET_PLURAL, type AddressSet } from '../crds/address-set.ts';
 import { CPS_GROUP, CPS_PLURAL, CPS_VERSION, type CompiledPolicySet } from '../crds/types.ts';
 import type { V1Namespace, V1NetworkPolicy, V1Node, V1Pod } from '../model/cluster.ts';
 import { ResilientInformer } from '../runtime/informer.ts';
@@ -25,7 +26,10 @@ export interface OperatorInformers {
   nodes: ResilientInformer<V1Node>;
   policies: ResilientInformer<V1NetworkPolicy>;
   cps: ResilientInformer<CpsObject>;
+  sets: ResilientInformer<AddressSetObject>;
 }
+
+export type AddressSetObject = AddressSet & KubernetesObject;
 
 export function createInformers(kc: KubeConfig, relistMs: number, log: Logger): OperatorInformers {
   const core = kc.makeApiClient(CoreV1Api);
@@ -48,6 +52,13 @@ export function createInformers(kc: KubeConfig, relistMs: number, log: Logger): 
       path: `/apis/${CPS_GROUP}/${CPS_VERSION}/${CPS_PLURAL}`,
       labelSelector: MANAGED_SELECTOR,
       list: () => custom.listClusterCustomObject({ group: CPS_GROUP, version: CPS_VERSION, plural: CPS_PLURAL, labelSelector: MANAGED_SELECTOR }) as Promise<KubernetesListObject<CpsObject>>,
+    }),
+    sets: new ResilientInformer<AddressSetObject>({
+      ...common,
+      name: 'addresssets',
+      path: `/apis/${CPS_GROUP}/${CPS_VERSION}/${ASET_PLURAL}`,
+      labelSelector: MANAGED_SELECTOR,
+      list: () => custom.listClusterCustomObject({ group: CPS_GROUP, version: CPS_VERSION, plural: ASET_PLURAL, labelSelector: MANAGED_SELECTOR }) as Promise<KubernetesListObject<AddressSetObject>>,
     }),
   };
 }

@@ -7,7 +7,7 @@ import { ApiException, V1MicroTime, type CoordinationV1Api, type V1Lease } from 
 import type { Logger } from '../runtime/log.ts';
 import { leaseStep, sight, type LeaseSnapshot, type Sighting } from './lease-step.ts';
 import type { LeaseTimings } from './options.ts';
-import { errorText } from './writer.ts';
+import { errorText } from './write-errors.ts';
 
 export interface ElectorDeps {
   coordination: CoordinationV1Api;

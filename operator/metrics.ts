@@ -15,6 +15,8 @@ export function operatorMetrics(registry = new Registry()) {
     leader: new Gauge({ name: 'fencer_operator_leader', help: '1 while this replica holds the lease and writes', registers: [registry] }),
     cpsWrites: new Counter({ name: 'fencer_cps_writes_total', help: 'CompiledPolicySet writes by result', labelNames: ['result'], registers: [registry] }),
     cpsBytes: new Counter({ name: 'fencer_cps_bytes_written_total', help: 'bytes of CompiledPolicySet specs sent in creates and updates', registers: [registry] }),
+    asetWrites: new Counter({ name: 'fencer_addressset_writes_total', help: 'AddressSet shard writes by result', labelNames: ['result'], registers: [registry] }),
+    asetBytes: new Counter({ name: 'fencer_addressset_bytes_written_total', help: 'bytes of AddressSet shards sent in creates and updates', registers: [registry] }),
     eventToWrite: new Histogram({
       name: 'fencer_event_to_write_seconds',
       help: 'from the first watch event that changed a node to its CompiledPolicySet written',

@@ -14,6 +14,7 @@ import { LeaderElector } from './leader.ts';
 import { operatorMetrics, type OperatorMetrics } from './metrics.ts';
 import { resolveOptions, type OperatorOptions, type OperatorOptionsInput } from './options.ts';
 import { Reconciler } from './reconciler.ts';
+import { SetWriter } from './set-writer.ts';
 import { CpsWriter } from './writer.ts';
 import { loadKubeConfig } from '../runtime/kubeconfig.ts';
 import { reuseConnections } from '../runtime/kube-connections.ts';
@@ -43,6 +44,7 @@ interface Parts {
   events: PolicyEventReporter;
   reconciler: Reconciler;
   writer: CpsWriter;
+  setWriter: SetWriter;
   informers: OperatorInformers;
   elector: LeaderElector;
 }
@@ -72,10 +74,20 @@ function assemble(options: OperatorOptions, kc: KubeConfig, log: Logger, onLeade
   const compiler = new PolicyCompiler();
   const events = new PolicyEventReporter(kc.makeApiClient(CoreV1Api), options.identity, metrics, log);
   const parts = { options, log, metrics, compiler, events } as Parts;
-  parts.reconciler = new Reconciler({ compiler, coalesceMs: options.coalesceMs, metrics, events, log, onCompiled: (changed) => compiled(parts, changed) });
+  parts.reconciler = new Reconciler({ compiler, coalesceMs: options.coalesceMs, metrics, events, log, onCompiled: (changed, sets) => compiled(parts, changed, sets) });
+  const custom = kc.makeApiClient(CustomObjectsApi);
+  parts.setWriter = new SetWriter({
+    custom,
+    desired: (set) => compiler.sharedSet(set),
+    setIds: () => compiler.sharedSetIds(),
+    concurrency: options.writeConcurrency,
+    metrics,
+    log,
+  });
   parts.writer = new CpsWriter({
-    custom: kc.makeApiClient(CustomObjectsApi),
-    desired: (node) => compiler.spec(node),
+    custom,
+    desired: (node) => compiler.nodeSpec(node),
+    setsReady: (node, refs) => parts.setWriter.ensureDelivered(node, refs),
     nodeRef: (node) => parts.reconciler.nodeRef(node),
     nodeNames: () => compiler.nodeNames(),
     budgetBytes: options.cpsBudgetBytes,
@@ -97,17 +109,22 @@ function assemble(options: OperatorOptions, kc: KubeConfig, log: Logger, onLeade
   return parts;
 }
 
-function wireInformers({ informers, reconciler, writer }: Parts): void {
+function wireInformers({ informers, reconciler, writer, setWriter }: Parts): void {
   const feed = <K extends ClusterChange['kind']>(kind: K) => (type: 'upsert' | 'delete', object: KubernetesObject) =>
     reconciler.handle({ kind, type, object } as ClusterChange);
   informers.namespaces.onChange(feed('Namespace'));
   informers.pods.onChange(feed('Pod'));
   informers.nodes.onChange(feed('Node'));
   informers.policies.onChange(feed('NetworkPolicy'));
-  informers.cps.onChange((type, object) => writer.observe(type, object));
+  informers.cps.onChange((type, object) => {
+    setWriter.noteCps(type, object);
+    writer.observe(type, object);
+  });
+  informers.sets.onChange((type, object) => setWriter.observe(type, object));
 }
 
-function compiled(parts: Parts, changed: Map<string, number>): void {
+function compiled(parts: Parts, changed: Map<string, number>, sets: string[]): void {
+  parts.setWriter.schedule(sets);
   for (const [node, since] of changed) parts.writer.enqueue(node, since);
   if (parts.elector.isLeader()) void parts.events.flush();
 }
@@ -117,8 +134,10 @@ function leadershipChanged(parts: Parts, state: { stopping: boolean }, leading: 
   parts.metrics.leader.set(leading ? 1 : 0);
   if (!leading) {
     void parts.writer.standBy();
+    void parts.setWriter.standBy();
     return;
   }
+  parts.setWriter.lead();
   parts.writer.lead();
   void parts.events.flush();
 }
@@ -126,7 +145,7 @@ function leadershipChanged(parts: Parts, state: { stopping: boolean }, leading: 
 function view(parts: Parts, state: { ready: boolean }) {
   return {
     ready: () => state.ready,
-    queueDepth: () => parts.reconciler.depth + parts.writer.depth,
+    queueDepth: () => parts.reconciler.depth + parts.writer.depth + parts.setWriter.depth,
     compiledPolicySets: () => parts.writer.store.all(),
   };
 }
@@ -140,7 +159,7 @@ function handle(parts: Parts, state: { stopping: boolean; ready: boolean }, serv
     httpPort: port,
     isLeader: () => parts.elector.isLeader(),
     ready: () => state.ready,
-    idle: () => state.ready && parts.reconciler.idle() && parts.writer.idle(),
+    idle: () => state.ready && parts.reconciler.idle() && parts.writer.idle() && parts.setWriter.idle(),
     compiledPolicySets: () => parts.writer.store.all(),
     stop: (opts) => stopOperator(parts, state, server, opts?.releaseLease ?? true),
   };
@@ -153,6 +172,7 @@ async function stopOperator(parts: Parts, state: { stopping: boolean }, server: 
   await Promise.all(allInformers(parts.informers).map((i) => i.stop()));
   parts.reconciler.stop();
   await parts.writer.standBy();
+  await parts.setWriter.standBy();
   await parts.elector.stop(releaseLease);
   await new Promise<void>((resolve) => {
     if (!server) return resolve();

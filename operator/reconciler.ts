@@ -20,8 +20,8 @@ export interface ReconcilerDeps {
   coalesceMs: number;
   metrics: OperatorMetrics;
   events: PolicyEventReporter;
-  /** Nodes whose spec changed in a coalesced compile, each with when its first event arrived. */
-  onCompiled: (changed: Map<string, number>) => void;
+  /** Nodes whose spec changed in a coalesced compile (each with when its first event arrived), and the shared sets that may have. */
+  onCompiled: (changed: Map<string, number>, sets: string[]) => void;
   log: Logger;
 }
 
@@ -45,7 +45,7 @@ export class Reconciler {
   }
 
   idle(): boolean {
-    return this.started && this.dirty.size === 0;
+    return this.started && this.dirty.size === 0 && !this.deps.compiler.hasSetChanges();
   }
 
   nodeRef(name: string): NodeRef | undefined {
@@ -74,7 +74,10 @@ export class Reconciler {
     this.lastCompile = performance.now();
     const nodes = new Set([...this.deps.compiler.nodeNames(), ...this.dirty.keys()]);
     this.dirty.clear();
-    return this.deps.compiler.recompile(nodes);
+    const result = this.deps.compiler.recompile(nodes);
+    // The leader checks every set when it starts leading: these need no separate report.
+    this.deps.compiler.takeSetChanges();
+    return result;
   }
 
   stop(): void {
@@ -98,13 +101,14 @@ export class Reconciler {
       // The window counts from the end of a compile: a compile longer than it never runs back to back.
       this.lastCompile = performance.now();
     }
-    this.deps.log.debug({ dirty: batch.size, changed: result.size, ms: Math.round(performance.now() - started) }, 'recompiled');
-    this.deps.onCompiled(new Map([...result.keys()].map((node) => [node, batch.get(node)!])));
+    const sets = this.deps.compiler.takeSetChanges();
+    this.deps.log.debug({ dirty: batch.size, changed: result.size, sets: sets.length, ms: Math.round(performance.now() - started) }, 'recompiled');
+    this.deps.onCompiled(new Map([...result.keys()].map((node) => [node, batch.get(node)!])), sets);
   }
 
   private markDirty(nodes: Set<string>, at: number): void {
     for (const node of nodes) if (!this.dirty.has(node)) this.dirty.set(node, at);
-    if (!this.started || this.timer || this.dirty.size === 0) return;
+    if (!this.started || this.timer || (this.dirty.size === 0 && !this.deps.compiler.hasSetChanges())) return;
     // A zero delay still runs after the other events of the same watch chunk.
     const wait = Math.max(0, this.lastCompile + this.deps.coalesceMs - performance.now());
     this.timer = setTimeout(() => this.flush(), wait);

@@ -12,6 +12,7 @@ export class KeyedWorkQueue {
   private readonly pending = new Map<string, number>();
   private readonly running = new Map<string, Promise<void>>();
   private readonly retryTimers = new Map<string, NodeJS.Timeout>();
+  private readonly waiters = new Map<string, Array<() => void>>();
   private paused = true;
 
   constructor(worker: Worker, concurrency: number) {
@@ -57,9 +58,21 @@ export class KeyedWorkQueue {
 
   /** Forgets pending keys and scheduled retries. */
   clear(): void {
+    const keys = [...this.pending.keys()];
     this.pending.clear();
+    for (const key of keys) if (!this.running.has(key)) this.release(key);
     for (const timer of this.retryTimers.values()) clearTimeout(timer);
     this.retryTimers.clear();
+  }
+
+  /** Resolves once the key is neither waiting nor being worked on (a retry scheduled for later does not count). */
+  settled(key: string): Promise<void> {
+    if (!this.pending.has(key) && !this.running.has(key)) return Promise.resolve();
+    return new Promise((resolve) => {
+      let list = this.waiters.get(key);
+      if (!list) this.waiters.set(key, (list = []));
+      list.push(resolve);
+    });
   }
 
   /** Resolves when nothing runs any more (pause first to keep it that way). */
@@ -82,8 +95,15 @@ export class KeyedWorkQueue {
       .catch(() => undefined)
       .finally(() => {
         this.running.delete(key);
+        if (!this.pending.has(key)) this.release(key);
         this.pump();
       });
     this.running.set(key, run);
+  }
+
+  private release(key: string): void {
+    const list = this.waiters.get(key);
+    this.waiters.delete(key);
+    for (const resolve of list ?? []) resolve();
   }
 }

@@ -13,6 +13,7 @@ import { planCpsWrite, sameContent, type CpsAction, type NodeRef } from './cps-p
 import { conditionTime, pendingStatusPatch } from './in-sync.ts';
 import type { OperatorMetrics, WriteResult } from './metrics.ts';
 import { KeyedWorkQueue } from './work-queue.ts';
+import { errorText } from './write-errors.ts';
 
 const api = { group: CPS_GROUP, version: CPS_VERSION, plural: CPS_PLURAL };
 const jsonPatch = setHeaderOptions('Content-Type', PatchStrategy.JsonPatch);
@@ -22,6 +23,8 @@ export interface WriterDeps {
   custom: CustomObjectsApi;
   /** The compiled spec of a node, undefined when it is not compiled (yet). */
   desired: (node: string) => CompiledPolicySetSpec | undefined;
+  /** Resolves true once the shared sets a spec names reach the node's agent (written first, so an agent never waits long). */
+  setsReady: (node: string, refs: NonNullable<CompiledPolicySetSpec['sharedSets']>) => Promise<boolean>;
   /** The Node by name, undefined when it does not exist. */
   nodeRef: (node: string) => NodeRef | undefined;
   nodeNames: () => string[];
@@ -163,6 +166,11 @@ export class CpsWriter {
       return { done: true };
     }
     if (action.kind === 'noop') return { done: true };
+    const refs = action.kind === 'delete' ? [] : action.object.spec.sharedSets ?? [];
+    if (refs.length && !(await this.deps.setsReady(node, refs))) {
+      this.deps.log.warn({ node }, 'the shared sets this CompiledPolicySet names are not written yet; waiting');
+      return { done: false, fresh: this.store.get(node) };
+    }
     try {
       await this.execute(action, since);
       return { done: true };
@@ -267,15 +275,4 @@ export class CpsWriter {
   private count(result: WriteResult): void {
     this.deps.metrics.cpsWrites.inc({ result });
   }
-}
-
-export function errorText(e: unknown): string {
-  if (e instanceof ApiException) {
-    try {
-      return (JSON.parse(String(e.body)) as { message?: string }).message ?? String(e.body);
-    } catch {
-      return String(e.body ?? e.message);
-    }
-  }
-  return (e as Error)?.message ?? String(e);
 }

@@ -5,7 +5,8 @@
 //                                      package-lock.json (install with `npm ci --omit=dev`), README.md.
 //                                      Azure NPM's `make azure-npm-archive` equivalent.
 //   dist/fencer-<chart version>.tgz    the Helm chart (`helm package charts/fencer`)
-//   dist/compiledpolicyset.yaml        the CRD (`kubectl apply -f` it before upgrades: Helm never updates CRDs)
+//   dist/crds.yaml                     both CRDs, CompiledPolicySet and AddressSet (`kubectl apply -f` it before
+//                                      upgrades: Helm never updates CRDs)
 //   dist/SHA256SUMS                    checksums of the three
 //
 // The tarball is reproducible: sorted names, mtime 0, owner 0, no gzip timestamp. Helm comes from
@@ -17,6 +18,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const root = fileURLToPath(new URL('..', import.meta.url));
+export const CRD_FILES = ['crds/compiledpolicyset.yaml', 'crds/addressset.yaml'];
 
 /**
  * What the images copy and the tarball carries, relative to the repository root. cli/main.ts
@@ -107,8 +109,8 @@ export function packageRelease(out = join(root, 'dist')): Artefacts {
   const chart = /saved it to: (.+\.tgz)/.exec(packaged)?.[1]?.trim();
   if (!chart || !existsSync(chart)) throw new Error(`helm package said: ${packaged}`);
 
-  const crd = join(out, 'compiledpolicyset.yaml');
-  copyFileSync(join(root, 'crds/compiledpolicyset.yaml'), crd);
+  const crd = join(out, 'crds.yaml');
+  writeFileSync(crd, CRD_FILES.map((f) => readFileSync(join(root, f), 'utf8')).join('---\n'));
 
   const sums = join(out, 'SHA256SUMS');
   writeFileSync(sums, [tarball, chart, crd].map((f) => `${sha256(f)}  ${relative(out, f)}\n`).join(''));

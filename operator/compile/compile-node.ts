@@ -1,6 +1,7 @@
 // Assembles one node's CompiledPolicySet spec: its local pods grouped by the policies that select
-// them, those policies' rules, and exactly the sets the rules reference.
-import type { CompiledPolicySetSpec, IPSet, PortMatch, Rule, Target } from '../../crds/types.ts';
+// them, those policies' rules, its own sets in full and the cluster-wide sets the rules reference by name.
+import { resolveSharedSets } from '../../crds/resolve.ts';
+import type { CompiledPolicySetSpec, IPSet, PortMatch, Rule, SharedSetRef, Target } from '../../crds/types.ts';
 import { objectKey, podAddress, type Protocol, type V1Pod } from '../../model/cluster.ts';
 import type { ClusterIndex } from './cluster-index.ts';
 import { setKind, setOrigin, sortEntries, type SetDef, type SetMembership } from './members.ts';
@@ -26,13 +27,14 @@ export interface NodeStructure {
   targets: Target[];
   diagnostics: CompiledPolicySetSpec['diagnostics'];
   localSets: IPSet[];
+  /** Ids of the cluster-wide sets the rules reference, sorted. */
   sharedSets: string[];
   /** Hash of everything above but the sets' members, so assembly hashes only what changed. */
   digest: string;
 }
 
 export function compileNode(nodeName: string, index: ClusterIndex, membership: SetMembership): CompiledPolicySetSpec {
-  return assembleSpec(buildNodeStructure(nodeName, index, membership), membership);
+  return fullSpec(nodeSpec(buildNodeStructure(nodeName, index, membership), membership), membership);
 }
 
 export function buildNodeStructure(nodeName: string, index: ClusterIndex, membership: SetMembership): NodeStructure {
@@ -50,37 +52,48 @@ export function buildNodeStructure(nodeName: string, index: ClusterIndex, member
     nodeName,
     ...fixed,
     localSets: [...build.localSets.values()],
-    sharedSets: [...build.sharedSets],
+    sharedSets: [...build.sharedSets].sort(),
     digest: contentHash(JSON.stringify(fixed)),
   };
 }
 
-/** Fills in the current members of cluster-wide sets, counts and the content hash. */
-export function assembleSpec(structure: NodeStructure, membership: SetMembership): CompiledPolicySetSpec {
-  const shared = structure.sharedSets.map((id) => {
+/**
+ * What the node's CompiledPolicySet carries: its own sets in full, the shared ones by name only (their
+ * members are in AddressSet objects), so churn of pods elsewhere leaves the spec and its hash alone.
+ */
+export function nodeSpec(structure: NodeStructure, membership: SetMembership): CompiledPolicySetSpec {
+  const sharedSets: SharedSetRef[] = structure.sharedSets.map((id) => {
     const def = membership.definition(id)!;
-    return { name: id, kind: setKind(def), origin: setOrigin(def), members: membership.members(id) };
+    return { name: id, kind: setKind(def), origin: setOrigin(def) };
   });
-  const ipSets = [...structure.localSets, ...shared].sort((a, b) => (a.name < b.name ? -1 : 1));
+  const ipSets = [...structure.localSets].sort((a, b) => (a.name < b.name ? -1 : 1));
   const { targets, policies } = structure;
   const body = {
     podCIDRs: structure.podCIDRs,
     policies,
     ipSets,
+    sharedSets,
     targets,
     diagnostics: structure.diagnostics,
     counts: {
       policies: policies.length,
       rules: targets.reduce((n, t) => n + (t.ingress?.rules.length ?? 0) + (t.egress?.rules.length ?? 0), 0),
-      sets: ipSets.length,
+      sets: ipSets.length + sharedSets.length,
+      sharedSets: sharedSets.length,
       entries: ipSets.reduce((n, s) => n + s.members.length, 0),
       pods: targets.reduce((n, t) => n + t.pods.length, 0),
     },
   };
   // Equal to a hash of the whole body: the structure and each member list enter through their own digests.
   const setDigests = ipSets.map((set) => [set.name, set.kind, set.origin, membersDigest(set.members)]);
-  const hash = contentHash(JSON.stringify([structure.digest, setDigests, body.counts]));
+  const hash = contentHash(JSON.stringify([structure.digest, setDigests, sharedSets, body.counts]));
   return { nodeName: structure.nodeName, contentHash: hash, ...body };
+}
+
+/** The spec with the shared sets' current members filled in: what the node's agent enforces. */
+export function fullSpec(spec: CompiledPolicySetSpec, membership: SetMembership): CompiledPolicySetSpec {
+  const resolved = resolveSharedSets(spec, (ref) => ({ members: membership.members(ref.name) }));
+  return resolved.spec!;
 }
 
 // Member lists are shared, immutable arrays (cached per set), so their digest is computed once.

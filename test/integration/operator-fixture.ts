@@ -13,7 +13,11 @@ import {
   type KubeConfig,
   type V1NetworkPolicy,
 } from '@kubernetes/client-node';
+import { ASET_PLURAL, type AddressSet, type AddressSetSpec } from '../../crds/address-set.ts';
 import { expandSpec } from '../../crds/codec.ts';
+import { agentSetSelectors } from '../../crds/consumers.ts';
+import { membersFromShards, resolveSharedSets } from '../../crds/resolve.ts';
+import { sortEntries } from '../../operator/compile/members.ts';
 import { CPS_GROUP, CPS_PLURAL, CPS_VERSION, type CompiledPolicySet, type CompiledPolicySetSpec } from '../../crds/types.ts';
 import type { ClusterSnapshot } from '../../model/cluster.ts';
 import { PolicyCompiler } from '../../operator/compile/compiler.ts';
@@ -132,8 +136,47 @@ export async function clusterSnapshot(api: Kube): Promise<ClusterSnapshot> {
   return { namespaces: namespaces.items, pods: pods.items, nodes: nodes.items, policies: policies.items };
 }
 
+/** What each node's CompiledPolicySet should carry (shared sets by name only). */
 export async function expectedSpecs(api: Kube): Promise<Map<string, CompiledPolicySetSpec>> {
+  return PolicyCompiler.loaded(await clusterSnapshot(api)).nodeSpecs();
+}
+
+/** What each node should enforce, every set in full. */
+export async function expectedFullSpecs(api: Kube): Promise<Map<string, CompiledPolicySetSpec>> {
   return PolicyCompiler.compile(await clusterSnapshot(api));
+}
+
+export async function listAddressSets(custom: CustomObjectsApi): Promise<Map<string, AddressSet>> {
+  const list = (await custom.listClusterCustomObject({ group: CPS_GROUP, version: CPS_VERSION, plural: ASET_PLURAL })) as { items: AddressSet[] };
+  return new Map(list.items.map((o) => [o.metadata.name, o]));
+}
+
+/** AddressSet writes by this operator (creates, updates, deletes). */
+export function setWrites(op: OperatorHandle): Promise<number> {
+  return counterTotal(op.metrics.asetWrites, { name: 'result', values: ['created', 'updated', 'deleted'] });
+}
+
+/** The AddressSet shards the agent of `node` receives (the agent's own selectors). */
+export async function shardsFor(custom: CustomObjectsApi, node: string): Promise<AddressSetSpec[]> {
+  const lists = await Promise.all(agentSetSelectors(node).map((labelSelector) =>
+    custom.listClusterCustomObject({ group: CPS_GROUP, version: CPS_VERSION, plural: ASET_PLURAL, labelSelector }) as Promise<{ items: AddressSet[] }>));
+  return [...new Map(lists.flatMap((l) => l.items).map((o) => [o.metadata.name, o.spec])).values()];
+}
+
+/** A node's spec with its shared sets filled in from the shards its agent receives, every member list sorted. */
+export async function resolvedFor(custom: CustomObjectsApi, spec: CompiledPolicySetSpec): Promise<CompiledPolicySetSpec | string> {
+  const shards = await shardsFor(custom, spec.nodeName);
+  const resolved = resolveSharedSets(expandSpec(spec), (ref) => {
+    const found = membersFromShards(ref, shards);
+    return 'missing' in found ? found : { members: found.members };
+  });
+  if (resolved.missing) return `shared sets not whole for ${spec.nodeName}: ${resolved.missing.join('; ')}`;
+  return sortedMembers(resolved.spec);
+}
+
+/** Shards concatenate in shard order; the compiler sorts each list: compare as sorted lists. */
+export function sortedMembers(spec: CompiledPolicySetSpec): CompiledPolicySetSpec {
+  return { ...spec, ipSets: spec.ipSets.map((s) => ({ ...s, members: sortEntries([...s.members]) })) };
 }
 
 export async function getCps(custom: CustomObjectsApi, name: string): Promise<CompiledPolicySet | undefined> {
@@ -175,7 +218,7 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
 
 /** Why the nodes' CompiledPolicySets differ from the compile of the cluster, or undefined when they match. */
 export async function divergence(api: Kube, nodes: string[]): Promise<string | undefined> {
-  const [expected, actual] = await Promise.all([expectedSpecs(api), listCps(api.custom)]);
+  const [expected, full, actual] = await Promise.all([expectedSpecs(api), expectedFullSpecs(api), listCps(api.custom)]);
   for (const node of nodes) {
     const want = expected.get(node);
     const have = actual.get(node);
@@ -186,6 +229,13 @@ export async function divergence(api: Kube, nodes: string[]): Promise<string | u
       assert.deepEqual(expandSpec(have.spec), want);
     } catch (e) {
       return `${node}: same hash, different spec: ${(e as Error).message}`;
+    }
+    const enforced = await resolvedFor(api.custom, have.spec);
+    if (typeof enforced === 'string') return enforced;
+    try {
+      assert.deepEqual(enforced, sortedMembers(full.get(node)!));
+    } catch (e) {
+      return `${node}: the spec with the AddressSets its agent receives differs from the compile: ${(e as Error).message}`;
     }
   }
   return undefined;

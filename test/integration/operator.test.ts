@@ -13,7 +13,7 @@ import { counterTotal } from '../../operator/metrics.ts';
 import { pendingStatusPatch } from '../../operator/in-sync.ts';
 import { testCluster } from './env.ts';
 import {
-  converged, cpsApi, deleteCps, expectedSpecs, getCps, kube, listCps, scrape, settled, waitFor, World, writes, type Kube,
+  converged, cpsApi, deleteCps, expectedSpecs, getCps, kube, listAddressSets, listCps, scrape, setWrites, settled, waitFor, World, writes, type Kube,
 } from './operator-fixture.ts';
 import { cpsTestHooks } from './operator-fixture.ts';
 import { freePort } from '../../netns/free-port.ts';
@@ -75,43 +75,45 @@ test('every node\'s CompiledPolicySet equals the compile of the same cluster obj
   assert.match(metrics.body, /^npm_controller_pod_exec_time_count\{operation="create",had_error="false"\} \d+$/m);
 });
 
-test('one pod label change rewrites only the nodes whose output changes, once each, within the window', async (t) => {
+test('one pod label change elsewhere writes one AddressSet shard and no node object, within the window', async (t) => {
   const w = new World(t, 'label');
   const { nodes, b } = await threeNodeWorld(w);
   const op = await w.operator();
   await converged(hooks.api, nodes);
   await settled(op);
   const before = await listCps(hooks.api.custom);
+  const setsBefore = await listAddressSets(hooks.api.custom);
   const expectedBefore = await expectedSpecs(hooks.api);
 
   const started = Date.now();
   await hooks.api.k.labelPod(b, 'idle', { role: 'client' }); // idle (node 3) becomes a peer of the web pods (nodes 1, 2)
   const expectedAfter = await expectedSpecs(hooks.api);
   const changed = nodes.filter((n) => expectedBefore.get(n)!.contentHash !== expectedAfter.get(n)!.contentHash);
-  assert.deepEqual(changed, [nodes[0], nodes[1]], 'the compiler says the web pods\' nodes change');
-  const after = await converged(hooks.api, nodes);
+  assert.deepEqual(changed, [], 'no node spec changes: the peer set the web pods\' nodes name holds the members');
+  await converged(hooks.api, nodes);
   const elapsed = Date.now() - started;
   await settled(op);
   await new Promise((r) => setTimeout(r, 300));
 
   const now = await listCps(hooks.api.custom);
-  for (const node of nodes) {
-    const gen = (m: Map<string, CompiledPolicySet>) => m.get(node)!.metadata.generation;
-    if (changed.includes(node)) assert.equal(gen(now), gen(before)! + 1, `${node}: one spec write`);
-    else assert.equal(now.get(node)!.metadata.resourceVersion, before.get(node)!.metadata.resourceVersion, `${node}: untouched`);
-  }
-  assert.equal(after.get(nodes[2])!.metadata.resourceVersion, before.get(nodes[2])!.metadata.resourceVersion);
+  for (const node of nodes) assert.equal(now.get(node)!.metadata.resourceVersion, before.get(node)!.metadata.resourceVersion, `${node}: untouched`);
+  const setsNow = await listAddressSets(hooks.api.custom);
+  const rewritten = [...setsNow.values()].filter((o) => setsBefore.get(o.metadata.name)?.metadata.resourceVersion !== o.metadata.resourceVersion);
+  assert.equal(rewritten.length, 1, `one shard rewritten: ${rewritten.map((o) => o.metadata.name).join(', ')}`);
+  assert.equal(setsNow.size, setsBefore.size);
   assert.ok(elapsed < 2000, `written ${elapsed} ms after the change`);
 });
 
-test('a burst of changes costs at most two writes per affected node: its first change at once, the rest after the window', async (t) => {
+test('a burst of changes costs no node-object write and at most two writes per changed shard', async (t) => {
   const w = new World(t, 'burst');
   const { nodes, a, b } = await threeNodeWorld(w);
   const op = await w.operator({ coalesceMs: 400 });
   await converged(hooks.api, nodes);
   await settled(op);
   const before = await listCps(hooks.api.custom);
+  const setsBefore = await listAddressSets(hooks.api.custom);
   const writesBefore = await writes(op);
+  const setWritesBefore = await setWrites(op);
 
   await Promise.all([
     hooks.api.k.labelPod(b, 'idle', { role: 'client' }),
@@ -122,15 +124,13 @@ test('a burst of changes costs at most two writes per affected node: its first c
   await converged(hooks.api, nodes);
   await settled(op);
   const now = await listCps(hooks.api.custom);
-  const specWrites = nodes.filter((n) => now.get(n)!.metadata.generation !== before.get(n)!.metadata.generation);
-  let total = 0;
-  for (const n of specWrites) {
-    const added = now.get(n)!.metadata.generation! - before.get(n)!.metadata.generation!;
-    assert.ok(added <= 2, `${n}: ${added} spec writes for one burst`);
-    total += added;
-  }
-  assert.deepEqual(specWrites, [nodes[0], nodes[1]]);
-  assert.equal((await writes(op)) - writesBefore, 2 * total, 'a spec write and an InSync=Pending status write per compile that changed a node');
+  for (const n of nodes) assert.equal(now.get(n)!.metadata.generation, before.get(n)!.metadata.generation, `${n}: no spec write`);
+  assert.equal((await writes(op)) - writesBefore, 0);
+  const setsNow = await listAddressSets(hooks.api.custom);
+  const changedShards = [...setsNow.values()].filter((o) => setsBefore.get(o.metadata.name)?.metadata.resourceVersion !== o.metadata.resourceVersion).length;
+  assert.ok(changedShards >= 1);
+  const shardWrites = (await setWrites(op)) - setWritesBefore;
+  assert.ok(shardWrites <= 2 * changedShards, `${shardWrites} shard writes for ${changedShards} changed shards`);
 });
 
 test('a restarted operator writes nothing when nothing changed', async (t) => {
@@ -146,6 +146,7 @@ test('a restarted operator writes nothing when nothing changed', async (t) => {
   await settled(second);
   await new Promise((r) => setTimeout(r, 500));
   assert.equal(await writes(second), 0);
+  assert.equal(await setWrites(second), 0, 'no AddressSet written either');
   const now = await listCps(hooks.api.custom);
   for (const [name, cps] of before) if (cps.metadata.labels?.[MANAGED_BY_LABEL] === 'fencer') assert.equal(now.get(name)?.metadata.resourceVersion, cps.metadata.resourceVersion, name);
 });
@@ -216,8 +217,11 @@ test('a node whose spec exceeds the budget gets compressed member lists that exp
   await w.pod({ namespace: ns, name: 'web', node, labels: { app: 'web' } });
   const cidr = (await hooks.api.core.readNode({ name: other })).spec!.podCIDR!;
   const base = cidr.split('.').slice(0, 3).join('.');
+  const localBase = (await hooks.api.core.readNode({ name: node })).spec!.podCIDR!.split('.').slice(0, 3).join('.');
+  await w.pod({ namespace: ns, name: 'peer', node: other, labels: { role: 'peer' }, ip: `${base}.2` });
+  // The node's own pods are what its CompiledPolicySet carries in full (peers are in AddressSets).
   for (let i = 0; i < 60; i += 10) {
-    await Promise.all(Array.from({ length: 10 }, (_, j) => w.pod({ namespace: ns, name: `peer-${i + j}`, node: other, labels: { role: 'peer' }, ip: `${base}.${i + j + 2}` })));
+    await Promise.all(Array.from({ length: 10 }, (_, j) => w.pod({ namespace: ns, name: `web-${i + j}`, node, labels: { app: 'web' }, ip: `${localBase}.${i + j + 10}` })));
   }
   await w.policy(ns, { metadata: { name: 'from-peers' }, spec: { podSelector: { matchLabels: { app: 'web' } }, ingress: [{ _from: [{ podSelector: { matchLabels: { role: 'peer' } } }] }] } });
   const expected = (await expectedSpecs(hooks.api)).get(node)!;

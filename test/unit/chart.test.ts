@@ -41,7 +41,7 @@ test('the default render: operator, Linux agent, RBAC, settings and the NPM metr
     'ClusterRole/fencer-agent', 'ClusterRole/fencer-operator',
     'ClusterRoleBinding/fencer-agent', 'ClusterRoleBinding/fencer-operator',
     'ConfigMap/fencer-settings',
-    'CustomResourceDefinition/compiledpolicysets.fencer.dev',
+    'CustomResourceDefinition/addresssets.fencer.dev', 'CustomResourceDefinition/compiledpolicysets.fencer.dev',
     'DaemonSet/fencer-agent',
     'Deployment/fencer-operator',
     'PodDisruptionBudget/fencer-operator',
@@ -95,10 +95,12 @@ test('values.schema.json rejects a misspelt key and values the components do not
   }
 });
 
-test('the chart\'s CRD is the top-level one, byte for byte', () => {
-  assert.equal(readFileSync(`${chartDir}/crds/compiledpolicyset.yaml`, 'utf8'), readFileSync(`${repoRoot}crds/compiledpolicyset.yaml`, 'utf8'));
-  const crd = find(defaults, 'CustomResourceDefinition');
-  assert.deepEqual(crd, yaml.load(readFileSync(`${repoRoot}crds/compiledpolicyset.yaml`, 'utf8')));
+test('the chart\'s CRDs are the top-level ones, byte for byte', () => {
+  for (const [file, name] of [['compiledpolicyset.yaml', 'compiledpolicysets.fencer.dev'], ['addressset.yaml', 'addresssets.fencer.dev']]) {
+    assert.equal(readFileSync(`${chartDir}/crds/${file}`, 'utf8'), readFileSync(`${repoRoot}crds/${file}`, 'utf8'));
+    const crd = find(defaults, 'CustomResourceDefinition', name);
+    assert.deepEqual(crd, yaml.load(readFileSync(`${repoRoot}crds/${file}`, 'utf8')));
+  }
 });
 
 test('the operator\'s ClusterRole and leader-election Role grant exactly operator/rbac.yaml\'s rules', () => {
@@ -112,11 +114,12 @@ test('the operator\'s ClusterRole and leader-election Role grant exactly operato
   assert.equal(role.metadata.namespace, 'kube-system', 'leases in its own namespace only');
 });
 
-test('the agent may read CompiledPolicySets and patch their status, nothing else', () => {
+test('the agent may read CompiledPolicySets, patch their status and watch AddressSets, nothing else', () => {
   const role = find(defaults, 'ClusterRole', 'fencer-agent') as K8sObject & { rules: Rule[] };
   assert.deepEqual(role.rules, [
     { apiGroups: ['fencer.dev'], resources: ['compiledpolicysets'], verbs: ['get', 'list', 'watch'] },
     { apiGroups: ['fencer.dev'], resources: ['compiledpolicysets/status'], verbs: ['patch'] },
+    { apiGroups: ['fencer.dev'], resources: ['addresssets'], verbs: ['list', 'watch'] },
   ]);
   assert.ok(!defaults.some((o) => o.kind === 'Role' && o.metadata.name.includes('agent')));
 });

@@ -104,14 +104,24 @@ test('a pod status heartbeat that changes nothing the compiler reads dirties no 
   assert.equal(compiler.applyChange({ kind: 'Pod', type: 'upsert', object: heartbeat }).size, 0);
 });
 
-test('a pod change dirties its own node and the nodes whose sets it enters, not the others', () => {
+test('a pod change dirties its own node and reports the shared sets it enters; no other node spec changes', () => {
   const compiler = new PolicyCompiler();
   compiler.load(cluster(basePods, [policy('x', 'p', { podSelector: {}, ingress: [{ _from: [{ namespaceSelector: {}, podSelector: { matchLabels: { app: 'c' } } }] }] })]));
   compiler.recompile(compiler.nodeNames());
+  const [setId] = compiler.sharedSetIds();
+  assert.deepEqual(compiler.takeSetChanges(), [setId]); // the first compile brings the set into use
+  const membersBefore = compiler.sharedSet(setId)!.members;
+  const n1Before = compiler.nodeSpec('n1');
   const relabelled = { ...basePods[1], metadata: { ...basePods[1].metadata, labels: { app: 'c' } } };
-  assert.deepEqual([...compiler.applyChange({ kind: 'Pod', type: 'upsert', object: relabelled })].sort(), ['n1', 'n2']);
-  const changed = compiler.recompile(['n1', 'n2']);
-  assert.deepEqual([...changed.keys()], ['n1']); // n2 hosts no selected pod: its spec is unchanged
+  assert.deepEqual([...compiler.applyChange({ kind: 'Pod', type: 'upsert', object: relabelled })].sort(), ['n2']);
+  assert.deepEqual(compiler.takeSetChanges(), [setId]);
+  const changed = compiler.recompile(['n2']);
+  assert.deepEqual([...changed.keys()], []); // n2 hosts no selected pod; n1 names the set, whose members live elsewhere
+  assert.equal(compiler.nodeSpec('n1'), n1Before);
+  assert.notDeepEqual(compiler.sharedSet(setId)!.members, membersBefore);
+  assert.deepEqual(compiler.sharedSet(setId)!.nodes, ['n1']);
+  // The full view (what the agent enforces) does see the new member.
+  assert.ok(compiler.spec('n1')!.ipSets.find((s) => s.name === setId)!.members.length > membersBefore.length);
 });
 
 test('the content hash changes exactly when the content does', () => {

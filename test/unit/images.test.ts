@@ -8,7 +8,7 @@ import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as yaml from 'js-yaml';
-import { ENTRY, RUNTIME_PATHS, importClosure, packageRelease, uncoveredImports } from '../../scripts/package.ts';
+import { CRD_FILES, ENTRY, RUNTIME_PATHS, importClosure, packageRelease, uncoveredImports } from '../../scripts/package.ts';
 import { helm, render, repoRoot } from '../helpers/chart.ts';
 
 interface Stage { name: string; from: string; lines: string[] }
@@ -168,7 +168,7 @@ test('npm run package: the sources tarball, the packaged chart and the CRD, with
     const prefix = `fencer-${pkg.version}/`;
     assert.ok(listed.every((f) => f.startsWith(prefix)));
     const files = new Set(listed.map((f) => f.slice(prefix.length)));
-    for (const f of [...importClosure().files, 'package.json', 'package-lock.json', 'README.md', 'bin/fencer', 'crds/compiledpolicyset.yaml']) assert.ok(files.has(f), `${f} is not in the tarball`);
+    for (const f of [...importClosure().files, 'package.json', 'package-lock.json', 'README.md', 'bin/fencer', ...CRD_FILES]) assert.ok(files.has(f), `${f} is not in the tarball`);
     assert.ok(![...files].some((f) => f.startsWith('node_modules/') || f.startsWith('test/unit/') || f.startsWith('charts/')));
     // Reproducible: packaging again gives the same bytes.
     const first = readFileSync(a.tarball);
@@ -179,8 +179,8 @@ test('npm run package: the sources tarball, the packaged chart and the CRD, with
     assert.equal(chart.name, 'fencer');
     assert.ok(a.chart.endsWith(`fencer-${chart.version}.tgz`));
     const chartFiles = execFileSync('tar', ['tzf', a.chart], { encoding: 'utf8' });
-    for (const f of ['fencer/crds/compiledpolicyset.yaml', 'fencer/values.yaml', 'fencer/dashboards/fencer.json', 'fencer/templates/agent-daemonset.yaml']) assert.ok(chartFiles.includes(f), f);
-    assert.equal(readFileSync(a.crd, 'utf8'), readFileSync(join(repoRoot, 'crds/compiledpolicyset.yaml'), 'utf8'));
+    for (const f of ['fencer/crds/compiledpolicyset.yaml', 'fencer/crds/addressset.yaml', 'fencer/values.yaml', 'fencer/dashboards/fencer.json', 'fencer/templates/agent-daemonset.yaml']) assert.ok(chartFiles.includes(f), f);
+    assert.equal(readFileSync(a.crd, 'utf8'), CRD_FILES.map((f) => readFileSync(join(repoRoot, f), 'utf8')).join('---\n'));
     const sums = readFileSync(a.sums, 'utf8');
     assert.equal(sums.trim().split('\n').length, 3);
     assert.ok(spawnSync('sha256sum', ['-c', 'SHA256SUMS'], { cwd: out }).status === 0, 'checksums verify');

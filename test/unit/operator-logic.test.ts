@@ -215,8 +215,9 @@ function podOn(nodeName: string, name: string, app: string, ip: string) {
 test('reconciler: nothing compiles before start; a burst inside the window is one recompile of the nodes it touched', async () => {
   const compiler = new PolicyCompiler();
   const batches: Array<Map<string, number>> = [];
+  const setBatches: string[][] = [];
   const events = { note() {}, forget() {} } as unknown as PolicyEventReporter;
-  const reconciler = new Reconciler({ compiler, coalesceMs: 30, metrics: operatorMetrics(new Registry()), events, log: silentLogger(), onCompiled: (c) => batches.push(c) });
+  const reconciler = new Reconciler({ compiler, coalesceMs: 30, metrics: operatorMetrics(new Registry()), events, log: silentLogger(), onCompiled: (c, sets) => { batches.push(c); setBatches.push(sets); } });
   reconciler.handle({ kind: 'Namespace', type: 'upsert', object: { metadata: { name: 'ns' } } });
   for (const n of ['n1', 'n2']) reconciler.handle({ kind: 'Node', type: 'upsert', object: { metadata: { name: n, uid: `uid-${n}` }, spec: { podCIDR: '10.0.0.0/24' } } });
   reconciler.handle({ kind: 'Pod', type: 'upsert', object: podOn('n1', 'web', 'web', '10.0.0.2') });
@@ -228,10 +229,12 @@ test('reconciler: nothing compiles before start; a burst inside the window is on
 
   reconciler.handle({ kind: 'Pod', type: 'upsert', object: podOn('n2', 'c1', 'client', '10.0.0.3') });
   reconciler.handle({ kind: 'Pod', type: 'upsert', object: podOn('n2', 'c2', 'client', '10.0.0.4') });
-  assert.equal(reconciler.depth, 2);
+  assert.equal(reconciler.depth, 1, 'only the pods\' own node is dirty');
+  assert.equal(reconciler.idle(), false, 'a shared set waits for the compile too');
   await sleep(60);
   assert.equal(batches.length, 1, 'one recompile for the burst');
-  assert.deepEqual([...batches[0].keys()], ['n1'], 'only node 1 (whose peer set changed) has a new spec');
+  assert.deepEqual([...batches[0].keys()], [], 'no node spec changes: node 1 names the peer set, whose members live in AddressSets');
+  assert.deepEqual(setBatches[0], compiler.sharedSetIds(), 'the peer set is reported changed, once');
   assert.equal(reconciler.idle(), true);
 
   // A window after the last compile: the next change goes at once; one right behind it waits for the window.
@@ -265,7 +268,7 @@ test('writer: nothing is written when the hash matches; endless 409s cost a boun
   const metrics = operatorMetrics(new Registry());
   let desired = spec('a');
   const writer = new CpsWriter({
-    custom: api, desired: () => desired, nodeRef: () => node, nodeNames: () => ['node-a'],
+    custom: api, desired: () => desired, setsReady: async () => true, nodeRef: () => node, nodeNames: () => ['node-a'],
     budgetBytes: 1 << 20, concurrency: 4, pendingAfterMs: 0, metrics, log: silentLogger(),
   });
   writer.observe('upsert', observed);
