@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { CompiledPolicySet, CompiledPolicySetSpec, CompiledPolicySetStatus } from '../../crds/types.ts';
 import { NodeAgent } from '../../agent/node-agent.ts';
+import { SharedSetCache } from '../../agent/shared-sets.ts';
 import { agentMetrics } from '../../agent/metrics.ts';
 import type { Dataplane, DataplaneOutcome } from '../../agent/dataplane/dataplane.ts';
 import { cpsObject } from '../../operator/cps-object.ts';
@@ -141,4 +142,46 @@ test('sets that are not sets (past a bypassed schema) are rejected as invalid, a
   }
   await agent.offer(cps({ ...spec, contentHash: `sha256:${'3'.repeat(64)}` }, 5));
   assert.equal(dataplane.applied.at(-1)!.contentHash, `sha256:${'3'.repeat(64)}`, 'a good spec after them is applied');
+});
+
+test('a spec naming a shared set not received yet waits (not degraded); member changes of the enforced spec keep flowing meanwhile', async () => {
+  const sharedSets = new SharedSetCache();
+  const dataplane = new FakeDataplane();
+  const statuses: CompiledPolicySetStatus[] = [];
+  const agent = new NodeAgent({
+    nodeName: 'node-1', agentName: 'test', dataplane, metrics: agentMetrics(), log: silentLogger(), driftIntervalMs: 0, sharedSets,
+    statusWriter: { writeStatus: async (_c, s) => { statuses.push(s); return true; } },
+  });
+  const peer = spec.ipSets.find((s) => s.name.startsWith('p-'))!;
+  const ref = { name: peer.name, kind: peer.kind, origin: peer.origin };
+  const shard = (members: string[], rv: string, set = peer.name) => ({
+    apiVersion: 'fencer.dev/v1alpha1' as const, kind: 'AddressSet' as const,
+    metadata: { name: `${set}-0-0`, uid: set, resourceVersion: rv },
+    spec: { set, kind: peer.kind, origin: 'o', epoch: 0, shard: 0, shards: 1, size: members.length, nodes: 1, members },
+  });
+  const split = { ...spec, ipSets: spec.ipSets.filter((s) => s.name !== peer.name), sharedSets: [ref] };
+  sharedSets.apply('node', 'upsert', shard(['10.1.0.1'], '1'));
+  await agent.offer(cps(split, 1));
+  assert.deepEqual(dataplane.applied.at(-1)!.ipSets.find((s) => s.name === peer.name)!.members, ['10.1.0.1']);
+  // Generation 2 names a set whose shards have not arrived.
+  const other = 'p-00000000000000ee';
+  const rule = { ...split.targets[0].ingress!.rules[0], peers: [other] };
+  const waiting = { ...split, sharedSets: [ref, { ...ref, name: other }], targets: [{ ...split.targets[0], ingress: { rules: [rule] } }], contentHash: `sha256:${'e'.repeat(64)}` };
+  await agent.offer(cps(waiting, 2));
+  let status = statuses.at(-1)!;
+  assert.equal(status.observedGeneration, 1);
+  assert.equal(condition(status, 'Degraded').status, 'False');
+  assert.equal(condition(status, 'InSync').reason, 'WaitingForSets');
+  assert.match(condition(status, 'InSync').message, /p-00000000000000ee: no shard received yet/);
+  assert.equal(agent.healthy(), true);
+  // A member change of the enforced generation's set is applied while generation 2 waits.
+  if (sharedSets.apply('node', 'upsert', shard(['10.1.0.1', '10.1.0.2'], '2'))) await agent.offerSets();
+  assert.deepEqual(dataplane.applied.at(-1)!.ipSets.find((s) => s.name === peer.name)!.members, ['10.1.0.1', '10.1.0.2']);
+  assert.equal(dataplane.applied.at(-1)!.contentHash, split.contentHash, 'still generation 1\'s rules');
+  // The missing set arrives: generation 2 is enforced.
+  if (sharedSets.apply('node', 'upsert', shard(['10.1.0.9'], '3', other))) await agent.offerSets();
+  assert.equal(dataplane.applied.at(-1)!.contentHash, waiting.contentHash);
+  status = statuses.at(-1)!;
+  assert.equal(status.observedGeneration, 2);
+  assert.equal(condition(status, 'InSync').status, 'True');
 });
