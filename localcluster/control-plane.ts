@@ -18,13 +18,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import * as yaml from 'js-yaml';
 import { ApiException, CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { ASET_PLURAL } from '../crds/address-set.ts';
 import { CPS_GROUP, CPS_PLURAL, CPS_VERSION } from '../crds/types.ts';
 
 const repoRoot = fileURLToPath(new URL('../', import.meta.url));
 const buildScript = join(repoRoot, 'localcluster/build.sh');
 /** The CRDs Fencer installs, in apply order. */
 export const crdFiles: readonly string[] = [join(repoRoot, 'crds/compiledpolicyset.yaml'), join(repoRoot, 'crds/addressset.yaml')];
-const crdNames: readonly string[] = [`${CPS_PLURAL}.${CPS_GROUP}`];
+const crdNames: readonly string[] = [`${CPS_PLURAL}.${CPS_GROUP}`, `${ASET_PLURAL}.${CPS_GROUP}`];
 
 export const SERVICE_CLUSTER_IP_RANGE = '10.96.0.0/16';
 export const SERVICE_ACCOUNT_ISSUER = 'https://kubernetes.default.svc.cluster.local';
@@ -144,9 +145,9 @@ async function installCrdsWith(kc: KubeConfig, kubectl: Cluster['kubectl']): Pro
   if (waited.exitCode !== 0) throw new Error(`CRDs not Established: ${waited.stderr}`);
   // Established can precede the resource being served for a moment: wait for a list to work.
   const custom = kc.makeApiClient(CustomObjectsApi);
-  await waitUntil('the CompiledPolicySet resource to be served', 30_000, async () => {
+  await waitUntil('the CompiledPolicySet and AddressSet resources to be served', 30_000, async () => {
     try {
-      await custom.listClusterCustomObject({ group: CPS_GROUP, version: CPS_VERSION, plural: CPS_PLURAL, limit: 1 });
+      for (const plural of [CPS_PLURAL, ASET_PLURAL]) await custom.listClusterCustomObject({ group: CPS_GROUP, version: CPS_VERSION, plural, limit: 1 });
       return true;
     } catch (e) {
       if (e instanceof ApiException && e.code === 404) return false;
