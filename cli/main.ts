@@ -17,10 +17,11 @@ program.command('matrix')
   .action((files: string[], opts: { oracle?: boolean }) => { process.exitCode = matrixCommand(files, opts.oracle ? 'oracle' : 'compiled'); });
 
 program.command('compile')
-  .description('compile manifests (Namespaces, Pods, Nodes, NetworkPolicies) into CompiledPolicySets, printed as YAML')
+  .description('compile manifests (Namespaces, Pods, Nodes, NetworkPolicies) into CompiledPolicySets and the AddressSets they name, printed as YAML')
   .requiredOption('-f, --filename <paths...>', 'manifest files or directories')
-  .option('--node <name>', 'print only this node')
-  .action((opts: { filename: string[]; node?: string }) => { process.exitCode = compileCommand(opts.filename, opts.node); });
+  .option('--node <name>', 'print only this node (and the sets it uses)')
+  .option('--full', 'print each node\'s spec with every set in full (what its agent enforces) instead')
+  .action((opts: { filename: string[]; node?: string; full?: boolean }) => { process.exitCode = compileCommand(opts.filename, opts.node, opts.full); });
 
 registerAgentCommand(program);
 registerSandboxCommand(program);

@@ -2,12 +2,18 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as yaml from 'js-yaml';
+import type { AddressSet } from '../../crds/address-set.ts';
 import type { CompiledPolicySet } from '../../crds/types.ts';
 
 const fencer = (...args: string[]) => spawnSync(process.execPath, ['cli/main.ts', ...args], { encoding: 'utf8' });
 
-test('fencer compile prints one CompiledPolicySet per node from a directory of manifests', () => {
-  const out = execFileSync(process.execPath, ['cli/main.ts', 'compile', '-f', 'test/fixtures/cluster'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+test('fencer compile prints one CompiledPolicySet per node and the AddressSets they name', () => {
+  const split = yaml.loadAll(execFileSync(process.execPath, ['cli/main.ts', 'compile', '-f', 'test/fixtures/cluster'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })) as Array<CompiledPolicySet | AddressSet>;
+  const [node, ...sets] = split as [CompiledPolicySet, ...AddressSet[]];
+  assert.equal(node.kind, 'CompiledPolicySet');
+  assert.ok(sets.length > 0 && sets.every((s) => s.kind === 'AddressSet'));
+  assert.deepEqual(node.spec.sharedSets!.map((r) => r.name).sort(), [...new Set(sets.map((s) => s.spec.set))].sort());
+  const out = execFileSync(process.execPath, ['cli/main.ts', 'compile', '--full', '-f', 'test/fixtures/cluster'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   const docs = yaml.loadAll(out) as CompiledPolicySet[];
   assert.equal(docs.length, 1);
   assert.equal(docs[0].kind, 'CompiledPolicySet');
