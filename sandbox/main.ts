@@ -88,6 +88,7 @@ function summary(sandbox: Sandbox, kubeconfig: string, kubectl: string): void {
 The sandbox is running.
   kubeconfig:        ${kubeconfig}
   what nodes enforce: ${kubectl} --kubeconfig ${kubeconfig} get cps
+  shared sets:       ${kubectl} --kubeconfig ${kubeconfig} get aset
   try a policy:      ${kubectl} --kubeconfig ${kubeconfig} apply -f examples/01-deny-all-inbound.yaml
   current matrix:    fencer sandbox matrix
   operator metrics:  http://127.0.0.1:${sandbox.operator.httpPort}/cluster-metrics

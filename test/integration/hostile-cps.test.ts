@@ -166,10 +166,12 @@ test('an edit that keeps the old contentHash (kubectl edit) is repaired by the o
   const expected = await flows();
   const before = await kernelSnapshot(netns);
   const good = (await getCps(sandbox.kc, 'hc1'))!;
-  // Harmful and well formed: the pod "other" joins the allowed peers; contentHash left as it was.
+  // Harmful and well formed: the rule admits any peer (the pod "other" among them); contentHash left as it was.
+  // (Peer members live in AddressSets now: their hand edits are fault-shared-sets.test.ts's.)
   const hostile = await edit((c) => {
-    const peers = c.spec.targets[0].ingress!.rules[0].peers[0];
-    c.spec.ipSets.find((s) => s.name === peers)!.members.push('10.244.1.11');
+    const rule = c.spec.targets[0].ingress!.rules[0];
+    rule.anyPeer = true;
+    rule.peers = [];
   });
   assert.equal(hostile.spec.contentHash, good.spec.contentHash);
   // Nothing in the object says it was tampered with, so the agent enforces it: the flow opens.
@@ -184,7 +186,7 @@ test('an edit that keeps the old contentHash (kubectl edit) is repaired by the o
   t.diagnostic(`while edited: ${opened.stats.opened} denied flows open; restored in ${Math.round(ms)} ms (generation ${hostile.metadata.generation} → ${restored.metadata.generation}); kernel as before: ${kernelBack}`);
   recordRow({
     id: '07-hostile-cps-stale-hash',
-    fault: 'hostile CompiledPolicySet: a well-formed harmful edit that keeps the old contentHash (a pod added to the allowed peers, as `kubectl edit` would)',
+    fault: 'hostile CompiledPolicySet: a well-formed harmful edit that keeps the old contentHash (a rule made to admit any peer, as `kubectl edit` would)',
     injection: "replace as cluster-admin with the operator stopped; spec.contentHash untouched",
     observed: `nothing in the object marks it, so the agent enforced it (${opened.stats.opened} denied flow(s) open while it stood); the operator compares a spec it did not write with the compile even when the hash matches, and rewrote it (generation ${hostile.metadata.generation} → ${restored.metadata.generation}); kernel back to the state before the edit`,
     convergeMs: Math.round(ms),

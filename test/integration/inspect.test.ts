@@ -18,7 +18,7 @@ import { PolicyCompiler } from '../../operator/compile/compiler.ts';
 import { explainCommand, runInspect, showCommand, statusCommand, verifyCommand, type Output } from '../../inspect/commands.ts';
 import { explain, type Explanation } from '../../inspect/explain.ts';
 import { testCluster } from './env.ts';
-import { clusterSnapshot, converged, cpsApi, deleteCps, getCps, kube, listCps, settled, World, type Kube } from './operator-fixture.ts';
+import { clusterSnapshot, converged, cpsApi, deleteCps, getCps, kube, listCps, resolvedFor, settled, World, type Kube } from './operator-fixture.ts';
 
 let api: Kube;
 let kubeconfig: string;
@@ -177,7 +177,10 @@ test('verify: a network namespace holding the spec matches; a deleted rule and a
   await converged(api, nodes);
   await settled(op);
   const node = nodes[1]; // db: ingress rules with a peer set and a named port set
-  const cps = (await getCps(api.custom, node)) as CompiledPolicySet;
+  const raw = (await getCps(api.custom, node)) as CompiledPolicySet;
+  const whole = await resolvedFor(api.custom, raw.spec); // what the node's agent enforces: its spec and the AddressSets it names
+  assert.ok(typeof whole !== 'string', String(whole));
+  const cps = { ...raw, spec: whole };
   const ns = netns(`fencer-vfy-${randomBytes(3).toString('hex')}`, false);
   // The --sandbox path: a state file naming a prefix; the node's netns is <prefix>-<node>.
   const prefix = 'fvx';
@@ -231,5 +234,5 @@ test('a user without RBAC permissions is told which reads are forbidden', async 
   writeFileSync(path, kc.exportConfig());
   const io = capture();
   assert.equal(await runInspect(() => statusCommand({ kubeconfig: path }, io), io), 2);
-  assert.match(io.stderr, /^error: forbidden to read (nodes|compiledpolicysets\.fencer\.dev) \(403\): .*; the inspect commands need get\/list on pods, namespaces, nodes, networkpolicies and compiledpolicysets\.fencer\.dev\n$/);
+  assert.match(io.stderr, /^error: forbidden to read (nodes|compiledpolicysets\.fencer\.dev) \(403\): .*; the inspect commands need get\/list on pods, namespaces, nodes, networkpolicies, compiledpolicysets\.fencer\.dev and addresssets\.fencer\.dev\n$/);
 });
