@@ -155,7 +155,9 @@ export class NodeAgent {
       // A re-apply of what is enforced keeps its time: status then stays byte-equal and is not rewritten.
       this.enforced = {
         generation: cps.metadata.generation ?? 0, hash: spec.contentHash, at: isNew ? new Date().toISOString() : this.enforced!.at, spec, cps,
-        counts: { iptablesRules: outcome.counts.rules, ipsets: outcome.counts.sets, ipsetEntries: outcome.counts.entries },
+        // Counts as of the generation's first apply: a shared set's member change is not worth a status
+        // write on every node using it (the gauges on /node-metrics stay live).
+        counts: isNew ? { iptablesRules: outcome.counts.rules, ipsets: outcome.counts.sets, ipsetEntries: outcome.counts.entries } : this.enforced!.counts,
       };
       if (isNew && this.receivedAt) metrics.receivedToEnforced.observe((performance.now() - this.receivedAt) / 1000);
       this.updateGauges(spec, outcome.counts);

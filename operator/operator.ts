@@ -171,8 +171,8 @@ async function stopOperator(parts: Parts, state: { stopping: boolean }, server: 
   parts.log.info('operator stopping');
   await Promise.all(allInformers(parts.informers).map((i) => i.stop()));
   parts.reconciler.stop();
-  await parts.writer.standBy();
-  await parts.setWriter.standBy();
+  // Together: a spec write waiting for its sets is released when the set writer stands by.
+  await Promise.all([parts.writer.standBy(), parts.setWriter.standBy()]);
   await parts.elector.stop(releaseLease);
   await new Promise<void>((resolve) => {
     if (!server) return resolve();

@@ -18,7 +18,7 @@ class FakeDataplane implements Dataplane {
       throw new Error('iptables-restore: injected failure');
     }
     this.applied.push(spec);
-    return { kind: 'rules', counts: { rules: 3, sets: 1, entries: 2 }, ipsetMs: 1, iptablesMs: 1 };
+    return { kind: 'rules', counts: { rules: 3, sets: 1, entries: spec.ipSets.reduce((n, s) => n + s.members.length, 0) }, ipsetMs: 1, iptablesMs: 1 };
   }
   async drift(): Promise<string[]> { return []; }
   async cleanup(): Promise<void> {}
@@ -167,15 +167,18 @@ test('a spec naming a shared set not received yet waits (not degraded); member c
   const other = 'p-00000000000000ee';
   const rule = { ...split.targets[0].ingress!.rules[0], peers: [other] };
   const waiting = { ...split, sharedSets: [ref, { ...ref, name: other }], targets: [{ ...split.targets[0], ingress: { rules: [rule] } }], contentHash: `sha256:${'e'.repeat(64)}` };
-  await agent.offer(cps(waiting, 2));
+  const versioned = (o: CompiledPolicySet): CompiledPolicySet => ({ ...o, metadata: { ...o.metadata, resourceVersion: `rv-${o.metadata.generation}` } });
+  await agent.offer(versioned(cps(waiting, 2)));
   let status = statuses.at(-1)!;
   assert.equal(status.observedGeneration, 1);
   assert.equal(condition(status, 'Degraded').status, 'False');
   assert.equal(condition(status, 'InSync').reason, 'WaitingForSets');
   assert.match(condition(status, 'InSync').message, /p-00000000000000ee: no shard received yet/);
   assert.equal(agent.healthy(), true);
-  // A member change of the enforced generation's set is applied while generation 2 waits.
+  // A member change of the enforced generation's set is applied while generation 2 waits, and writes no status.
+  const written = statuses.length;
   if (sharedSets.apply('node', 'upsert', shard(['10.1.0.1', '10.1.0.2'], '2'))) await agent.offerSets();
+  assert.equal(statuses.length, written, 'a member change is no status write');
   assert.deepEqual(dataplane.applied.at(-1)!.ipSets.find((s) => s.name === peer.name)!.members, ['10.1.0.1', '10.1.0.2']);
   assert.equal(dataplane.applied.at(-1)!.contentHash, split.contentHash, 'still generation 1\'s rules');
   // The missing set arrives: generation 2 is enforced.
@@ -184,4 +187,9 @@ test('a spec naming a shared set not received yet waits (not degraded); member c
   status = statuses.at(-1)!;
   assert.equal(status.observedGeneration, 2);
   assert.equal(condition(status, 'InSync').status, 'True');
+  // Once enforced, member churn of its sets is applied and still writes no status (counts stay those of the generation's apply).
+  const settled = statuses.length;
+  if (sharedSets.apply('node', 'upsert', shard(['10.1.0.9', '10.1.0.10'], '4', other))) await agent.offerSets();
+  assert.ok(dataplane.applied.at(-1)!.ipSets.find((s) => s.name === other)!.members.includes('10.1.0.10'));
+  assert.equal(statuses.length, settled, 'a member change is no status write');
 });
