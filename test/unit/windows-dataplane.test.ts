@@ -7,7 +7,14 @@ import { RecordingHnsClient, type HnsCall } from '../../agent/dataplane/windows/
 import { translateSpec } from '../../agent/dataplane/windows/translate.ts';
 import { isFencerAcl, type AclPolicy } from '../../agent/dataplane/windows/hns-types.ts';
 import { npmWindowsMetrics } from '../../runtime/npm-metrics.ts';
-import { scenarioSpecs } from '../helpers/scenario-specs.ts';
+import { scenarioSnapshot, scenarioSpecs } from '../helpers/scenario-specs.ts';
+import { PolicyCompiler } from '../../operator/compile/compiler.ts';
+import { desiredShards } from '../../operator/set-plan.ts';
+import { cpsObject } from '../../operator/cps-object.ts';
+import { SharedSetCache } from '../../agent/shared-sets.ts';
+import { NodeAgent } from '../../agent/node-agent.ts';
+import { agentMetrics } from '../../agent/metrics.ts';
+import { silentLogger } from '../../runtime/log.ts';
 
 // Scenario 28 on node-1: x/a (10.244.1.10) may egress to y/a; y/b (10.244.1.12) admits ingress from x/a.
 const A: CompiledPolicySetSpec = scenarioSpecs('test/scenarios/28-egress-and-ingress-both-required.yaml', 1).get('node-1')!;
@@ -185,4 +192,28 @@ test('fencer agent picks the dataplane by platform unless --dataplane names one;
   assert.throws(() => pickDataplane({ ...base, dataplane: 'bsd' as never }), /linux or windows/);
   assert.throws(() => windowsDataplaneFromEnv(undefined, { FENCER_HNS_INGRESS_PEER_FIELD: 'Source' }), /LocalAddresses or RemoteAddresses/);
   assert.ok(windowsDataplaneFromEnv(new Registry(), { NODE_IP: '10.0.0.4', FENCER_HNS_SCTP: 'false' }) instanceof WindowsDataplane);
+});
+
+test('the Windows agent reads the shared-set contract: the node spec plus AddressSet shards enforce what the full spec does, and a shard change is one set policy', async () => {
+  const compiler = PolicyCompiler.loaded(scenarioSnapshot('test/scenarios/28-egress-and-ingress-both-required.yaml', 1));
+  const split = compiler.nodeSpec('node-1')!;
+  assert.ok(split.sharedSets!.length > 0, 'the spec names shared sets');
+  const sharedSets = new SharedSetCache();
+  let rv = 1;
+  for (const id of compiler.sharedSetIds()) {
+    const set = compiler.sharedSet(id)!;
+    for (const o of desiredShards(set, set.nodes, [])) sharedSets.apply('node', 'upsert', { ...o, metadata: { ...o.metadata, uid: o.metadata.name, resourceVersion: String(rv++) } });
+  }
+  const { client, dp } = setup();
+  const viaShards = new NodeAgent({ nodeName: 'node-1', agentName: 'test', dataplane: dp, sharedSets, metrics: agentMetrics(), log: silentLogger(), driftIntervalMs: 0, statusWriter: { writeStatus: async () => true } });
+  await viaShards.offer({ ...cpsObject(split), metadata: { ...cpsObject(split).metadata, generation: 1, resourceVersion: '1' } });
+  const reference = setup();
+  await reference.dp.apply(compiler.spec('node-1')!);
+  assert.deepEqual(client.snapshot(), reference.client.snapshot(), 'the same HNS state as the full spec');
+  client.clearCalls();
+  const set = compiler.sharedSet(TO_Y_A)!;
+  const [shard] = desiredShards({ ...set, members: [...set.members, '10.244.2.12'] }, set.nodes, []);
+  if (sharedSets.apply('node', 'upsert', { ...shard, metadata: { ...shard.metadata, uid: shard.metadata.name, resourceVersion: String(rv++) } })) await viaShards.offerSets();
+  assert.deepEqual(writes(client.calls), [`addOrUpdateSetPolicies fencer-${TO_Y_A}`]);
+  await viaShards.stop();
 });
