@@ -13,10 +13,14 @@ import { planApply } from '../agent/dataplane/linux/plan.ts';
 import { ShellRunner } from '../agent/dataplane/linux/shell-runner.ts';
 import { toolsFor, type IptablesMode } from '../agent/dataplane/linux/backend.ts';
 import { stableId } from '../operator/compile/naming.ts';
+import { shardOf } from '../operator/set-layout.ts';
+import { desiredShards } from '../operator/set-plan.ts';
+import { SharedSetCache } from '../agent/shared-sets.ts';
+import type { AddressSet } from '../crds/address-set.ts';
 import { fmt, stat, type Stat } from './stats.ts';
 
 export interface AgentSize { rules: number; entries: number }
-export interface AgentResult { size: AgentSize; mode: IptablesMode; fullMs: Stat; floorMs: Stat; memberChangeMs: Stat; agentMemberChangeMs: Stat; startupReadMs: Stat; ratio: number }
+export interface AgentResult { size: AgentSize; mode: IptablesMode; fullMs: Stat; floorMs: Stat; memberChangeMs: Stat; agentMemberChangeMs: Stat; agentShardChangeMs: Stat; startupReadMs: Stat; ratio: number }
 
 /** Measured one-member changes per run, after one that warms the path up. */
 const MEMBER_CHANGES = 5;
@@ -64,6 +68,7 @@ export async function benchAgent(size: AgentSize, mode: IptablesMode, runs = siz
   const floor: number[] = [];
   const member: number[] = [];
   const agentMember: number[] = [];
+  const shardMember: number[] = [];
   const read: number[] = [];
   for (let i = 0; i < runs; i++) {
     // The floor runs the same payloads through the agent's kind of runner, a shell already started.
@@ -115,6 +120,8 @@ export async function benchAgent(size: AgentSize, mode: IptablesMode, runs = siz
         }
         if (agent.enforcedGeneration() !== generation - 1) throw new Error('the agent did not enforce the last change');
         await agent.stop();
+        // The same change as it arrives now: the node's spec names the sets, one AddressSet shard changes.
+        shardMember.push(...await shardChanges(current, dp));
       } finally {
         await dp.close();
       }
@@ -122,10 +129,46 @@ export async function benchAgent(size: AgentSize, mode: IptablesMode, runs = siz
   }
   const fullMs = stat(full);
   const floorMs = stat(floor);
-  return { size, mode, fullMs, floorMs, memberChangeMs: stat(member), agentMemberChangeMs: stat(agentMember), startupReadMs: stat(read), ratio: fullMs.median / floorMs.median };
+  return { size, mode, fullMs, floorMs, memberChangeMs: stat(member), agentMemberChangeMs: stat(agentMember), agentShardChangeMs: stat(shardMember), startupReadMs: stat(read), ratio: fullMs.median / floorMs.median };
 }
 
 export function agentReport(results: AgentResult[]): string {
-  const rows = results.map((r) => `| ${r.mode} | ${r.size.rules} | ${r.size.entries} | ${fmt(r.startupReadMs, 1)} | ${fmt(r.fullMs, 0)} | ${fmt(r.floorMs, 0)} | ${r.ratio.toFixed(2)} | ${fmt(r.memberChangeMs, 1)} | ${fmt(r.agentMemberChangeMs, 1)} |`);
-  return ['| backend | rules | set entries | start-up kernel read ms | full apply ms | floor ms | apply / floor | one-member change: dataplane ms | one-member change: agent ms |', '|---|---|---|---|---|---|---|---|---|', ...rows].join('\n');
+  const rows = results.map((r) => `| ${r.mode} | ${r.size.rules} | ${r.size.entries} | ${fmt(r.startupReadMs, 1)} | ${fmt(r.fullMs, 0)} | ${fmt(r.floorMs, 0)} | ${r.ratio.toFixed(2)} | ${fmt(r.memberChangeMs, 1)} | ${fmt(r.agentMemberChangeMs, 1)} | ${fmt(r.agentShardChangeMs, 1)} |`);
+  return ['| backend | rules | set entries | start-up kernel read ms | full apply ms | floor ms | apply / floor | one-member change: dataplane ms | one-member change: agent ms (whole spec arrives) | one-member change: agent ms (one AddressSet shard arrives) |', '|---|---|---|---|---|---|---|---|---|---|', ...rows].join('\n');
+}
+
+/** One-member changes that arrive as one rewritten AddressSet shard, through a NodeAgent holding the spec's sets as shards. */
+async function shardChanges(full: CompiledPolicySetSpec, dataplane: Dataplane): Promise<number[]> {
+  const node = full.nodeName;
+  const shared = full.ipSets.filter((s) => !s.name.startsWith('t-'));
+  let rv = 1;
+  const decodedShard = (o: AddressSet): AddressSet => JSON.parse(JSON.stringify({ ...o, metadata: { ...o.metadata, uid: o.metadata.name, resourceVersion: String(rv++) } }));
+  const shards = new Map<string, AddressSet[]>(shared.map((s) => [s.name, desiredShards({ name: s.name, kind: s.kind, origin: s.origin, members: s.members, nodes: [node] }, [node], [])]));
+  const spec: CompiledPolicySetSpec = {
+    ...full, contentHash: `sha256:${'a'.repeat(64)}`, ipSets: full.ipSets.filter((s) => s.name.startsWith('t-')),
+    sharedSets: shared.map((s) => ({ name: s.name, kind: s.kind, origin: s.origin })),
+  };
+  const cache = new SharedSetCache();
+  let kind = '';
+  const watched: Dataplane = { ...dataplane, apply: async (s) => { const r = await dataplane.apply(s); kind = r.kind; return r; } };
+  const agent = new NodeAgent({ nodeName: node, agentName: 'bench', dataplane: watched, statusWriter: { writeStatus: async () => true }, metrics: agentMetrics(), log: silentLogger(), driftIntervalMs: 0, sharedSets: cache });
+  for (const list of shards.values()) for (const o of list) cache.apply('node', 'upsert', decodedShard(o));
+  await agent.offer(JSON.parse(JSON.stringify({ apiVersion: CPS_API_VERSION, kind: CPS_KIND, metadata: { name: node, generation: 1 }, spec })));
+  if (agent.enforcedGeneration() !== 1) throw new Error(`the agent did not enforce the spec resolved from shards: ${JSON.stringify(cache.lookup(spec.sharedSets![0]))?.slice(0, 300)}`);
+  const times: number[] = [];
+  for (let change = 0; change <= MEMBER_CHANGES; change++) {
+    const set = shared[change % shared.length];
+    const list = shards.get(set.name)!;
+    const member = `10.254.${change}.1`;
+    const i = shardOf(member, list.length);
+    list[i] = { ...list[i], spec: { ...list[i].spec, members: [...list[i].spec.members, member], size: list[i].spec.size + 1 } };
+    const arrived = decodedShard(list[i]);
+    const t = performance.now();
+    if (cache.apply('node', 'upsert', arrived)) await agent.offerSets();
+    const ms = performance.now() - t;
+    if (kind !== 'members') throw new Error(`a one-shard change planned ${kind}`);
+    if (change > 0) times.push(ms);
+  }
+  await agent.stop();
+  return times;
 }
