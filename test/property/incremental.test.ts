@@ -44,6 +44,34 @@ test('recompiling only the nodes a change touches gives the same specs as a full
   );
 });
 
+test('incrementally, node specs equal a full compile\'s and every shared set whose members or nodes changed is reported', () => {
+  const sets = (c: PolicyCompiler) => new Map(c.sharedSetIds().map((id) => [id, JSON.stringify(c.sharedSet(id))]));
+  fc.assert(
+    fc.property(cluster, cluster, fc.infiniteStream(fc.nat()), (a, b, order) => {
+      const compiler = PolicyCompiler.loaded(a);
+      compiler.takeSetChanges();
+      const changes = changesBetween(a, b);
+      const shuffled = changes.map((c) => ({ c, k: order.next().value })).sort((x, y) => x.k - y.k).map((x) => x.c);
+      const state: ClusterSnapshot = { namespaces: [...a.namespaces], nodes: [...a.nodes], pods: [...a.pods], policies: [...a.policies] };
+      for (const change of shuffled) {
+        const before = sets(compiler);
+        compiler.update(change);
+        applyToSnapshot(state, change);
+        const full = PolicyCompiler.loaded(state);
+        const where = `after ${change.type} ${change.kind} ${objectKey(change.object)}`;
+        assert.equal(serialize(compiler.nodeSpecs()), serialize(full.nodeSpecs()), where);
+        const after = sets(compiler);
+        assert.deepEqual(after, sets(full), where);
+        const reported = new Set(compiler.takeSetChanges());
+        for (const id of new Set([...before.keys(), ...after.keys()])) {
+          if (before.get(id) !== after.get(id)) assert.ok(reported.has(id), `${where}: set ${id} changed unreported`);
+        }
+      }
+    }),
+    { numRuns: runs },
+  );
+});
+
 test('the same cluster in any input order compiles to byte-identical specs', () => {
   fc.assert(
     fc.property(cluster, fc.infiniteStream(fc.nat()), (c, order) => {
