@@ -10,6 +10,8 @@ import { benchScale, benchScaleMax, SCALE_SIZES, scaleMaxReport, scaleReport } f
 import { benchOperator, operatorReport } from './operator.ts';
 import { benchRuleEconomy, ruleEconomyReport } from './rule-economy.ts';
 import { benchFuzz, fuzzReport } from './fuzz.ts';
+import { benchWatchCost } from './watch-cost.ts';
+import { watchCostReport } from './watch-cost-report.ts';
 import { fmt } from './stats.ts';
 import { lineChart } from './svg.ts';
 
@@ -107,6 +109,13 @@ if (sections.includes('fuzz')) {
   const fuzz = benchFuzz();
   results.fuzz = fuzz;
   report.push('', '## Compiler fuzzing', '', fuzzReport(fuzz));
+}
+
+if (sections.includes('watch-cost')) {
+  // Only on request: a real control plane per size, 50 pods a node; WATCH_COST_NODES=100 for a quick run.
+  const watchCost = await benchWatchCost();
+  results.watchCost = watchCost;
+  report.push('', '## Watch cost: etcd, apiserver and node watches under pod churn', '', watchCostReport(watchCost));
 }
 
 if (want('footprint')) {

@@ -1,0 +1,91 @@
+// A measured phase as one row of bench/out/watch-cost.json: everything per accepted pod write.
+import type { PhaseMeasurement } from './watch-phase.ts';
+import { writesOf } from './server-metrics.ts';
+import type { Design } from './watch-designs.ts';
+
+export interface WatchCostRow {
+  nodes: number;
+  eventsPerSecond: number;
+  design: Design;
+  /** Pod writes the apiserver accepted during the phase (an event = one pod write). */
+  events: number;
+  /** Accepted pod writes per second actually achieved. */
+  achievedPerSecond: number;
+  /** etcd WAL bytes written, per event (everything etcd wrote: pods, operator objects, leases). */
+  etcdBytesPerEvent: number;
+  etcdDbGrowthPerEvent: number;
+  etcdPutsPerEvent: number;
+  /** Body bytes the simulated nodes' watches received, per event (all N nodes together). */
+  sentBytesPerEvent: number;
+  /** The same through TLS: HTTP/2 and TLS framing included. */
+  wireBytesPerEvent: number;
+  sentBytesPerNodePerEvent: { median: number; max: number };
+  sentBytesByWatch: Record<string, number>;
+  /** apiserver_watch_events_sizes_sum per event: every watcher, the operator's informers included. */
+  apiserverWatchBytesPerEvent: Record<string, number>;
+  apiserverWatchEventsPerEvent: Record<string, number>;
+  /** CompiledPolicySet spec writes (create/update/patch, not status) per event. */
+  nodeObjectWritesPerEvent: number;
+  /** The same counting only nodes other than the pod's: quiet nodes' CPS events scaled to N-1 other nodes. */
+  offNodeWritesPerEvent: number;
+  quietNodes: number;
+  quietNodeCpsWrites: number;
+  cpsStatusWritesPerEvent: number;
+  addressSetWritesPerEvent: number;
+  /** Spec bytes the operator sent per event (its counters), CompiledPolicySets and AddressSets. */
+  operatorSpecBytesPerEvent?: { cps: number; addressSets: number };
+  /** Pod writes by the apiserver's own count (cross-check of events). */
+  apiserverPodWrites: number;
+  cpuCores: { apiserver: number; etcd: number; bench: number };
+  watchers: { streams: number; notOpened: number; dropped: Record<string, number>; terminatedByApiserver: Record<string, number>; openSeconds: number };
+  lag: { drainSeconds: number; maxBacklogEvents?: number; undeliveredEvents?: number };
+  churn: { seconds: number; missedTicks: number; unfinishedOps: number; failedWrites: number; failures: string[]; ops: Record<string, number>; byStep: Record<string, number> };
+  /** Filled in when both designs ran: this row's etcd bytes minus the watch-everything row's (no operator there). */
+  operatorEtcdBytesPerEvent?: number;
+}
+
+const per = (x: number, events: number) => (events ? x / events : 0);
+
+export function toRow(nodes: number, m: PhaseMeasurement, quietNodes: number): WatchCostRow {
+  const events = m.churn.writes;
+  const writes = m.server.apiserver.writes;
+  const sorted = [...m.perNodeBytes].sort((a, b) => a - b);
+  const perKind = (r: Record<string, number>) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, per(v, events)]));
+  return {
+    nodes,
+    eventsPerSecond: m.rate,
+    design: m.design,
+    events,
+    achievedPerSecond: events / m.churn.seconds,
+    etcdBytesPerEvent: per(m.server.etcd.walBytes, events),
+    etcdDbGrowthPerEvent: per(m.server.etcd.dbGrowthBytes, events),
+    etcdPutsPerEvent: per(m.server.etcd.puts, events),
+    sentBytesPerEvent: per(Object.values(m.received).reduce((s, r) => s + r.bytes, 0), events),
+    wireBytesPerEvent: per(m.wireBytes, events),
+    sentBytesPerNodePerEvent: { median: per(sorted[Math.floor((sorted.length - 1) / 2)] ?? 0, events), max: per(sorted[sorted.length - 1] ?? 0, events) },
+    sentBytesByWatch: Object.fromEntries(Object.entries(m.received).map(([k, r]) => [k, per(r.bytes, events)])),
+    apiserverWatchBytesPerEvent: perKind(m.server.apiserver.watchBytes),
+    apiserverWatchEventsPerEvent: perKind(m.server.apiserver.watchEvents),
+    nodeObjectWritesPerEvent: per(writesOf(writes, 'compiledpolicysets'), events),
+    offNodeWritesPerEvent: quietNodes ? per(m.quietNodeCpsEvents * (nodes - 1), quietNodes * events) : 0,
+    quietNodes,
+    quietNodeCpsWrites: m.quietNodeCpsEvents,
+    cpsStatusWritesPerEvent: per(writesOf(writes, 'compiledpolicysets/status'), events),
+    addressSetWritesPerEvent: per(writesOf(writes, 'addresssets'), events),
+    ...(m.operatorBytes ? { operatorSpecBytesPerEvent: { cps: per(m.operatorBytes.cps, events), addressSets: per(m.operatorBytes.addressSets, events) } } : {}),
+    apiserverPodWrites: writesOf(writes, 'pods', 'pods/status', 'pods/binding'),
+    cpuCores: { apiserver: m.server.apiserver.cpuSeconds / m.server.seconds, etcd: m.server.etcd.cpuSeconds / m.server.seconds, bench: m.benchCpuSeconds / m.server.seconds },
+    watchers: { streams: m.streams, notOpened: m.notOpened, dropped: m.dropped, terminatedByApiserver: m.server.apiserver.terminatedWatchers, openSeconds: m.openSeconds },
+    lag: { drainSeconds: m.drainSeconds, maxBacklogEvents: m.maxBacklog, undeliveredEvents: m.undelivered },
+    churn: { seconds: m.churn.seconds, missedTicks: m.churn.missedTicks, unfinishedOps: m.churn.unfinished, failedWrites: m.churn.failed, failures: m.churn.failures, ops: m.churn.ops, byStep: m.churn.byStep },
+  };
+}
+
+/** Operator share of etcd bytes: fencer rows minus the watch-everything row of the same size and rate. */
+export function attributeOperator(rows: WatchCostRow[]): void {
+  for (const row of rows) {
+    if (row.design !== 'fencer') continue;
+    const base = rows.find((r) => r.design === 'watch-everything' && r.nodes === row.nodes && r.eventsPerSecond === row.eventsPerSecond);
+    if (base) row.operatorEtcdBytesPerEvent = row.etcdBytesPerEvent - base.etcdBytesPerEvent;
+  }
+}
