@@ -8,14 +8,15 @@ const sum = (r: Record<string, number>) => Object.values(r).reduce((a, b) => a +
 
 function health(r: WatchCostRow): string {
   const parts: string[] = [];
-  const dropped = sum(r.watchers.dropped);
-  const terminated = sum(r.watchers.terminatedByApiserver);
-  if (r.watchers.notOpened) parts.push(`${r.watchers.notOpened} of ${r.watchers.streams} watches not opened`);
-  if (dropped) parts.push(`${dropped} watches ended (${Object.entries(r.watchers.dropped).map(([k, v]) => `${v}× ${k}`).join(', ')})`);
-  if (terminated) parts.push(`apiserver closed ${terminated} slow watchers`);
+  const w = r.watchers;
+  const terminated = Object.entries(w.terminatedByApiserver).map(([k, v]) => `${v} ${k}`).join(', ');
+  if (w.notOpened) parts.push(`${w.notOpened} of ${w.streams} watches not opened`);
+  if (terminated) parts.push(`apiserver closed slow watchers: ${terminated}`);
+  if (sum(w.ends)) parts.push(`${sum(w.ends)} watch ends (${Object.entries(w.ends).map(([k, v]) => `${v}× ${k}`).join(', ')}), ${w.resumes} resumed, ${w.relists} relists (${kib(r.relistBytesPerEvent)} / event)${w.failed ? `, ${w.failed} lost for good` : ''}`);
   if (r.lag.maxBacklogEvents !== undefined) parts.push(`slowest watcher ≤ ${r.lag.maxBacklogEvents} writes behind`);
-  if (r.lag.undeliveredEvents) parts.push(`${r.lag.undeliveredEvents} events never arrived`);
+  if (r.lag.undeliveredEvents) parts.push(`${r.lag.undeliveredEvents} events not delivered when the ${r.lag.drainSeconds.toFixed(0)} s drain ended`);
   parts.push(`drained in ${r.lag.drainSeconds.toFixed(1)} s`);
+  if (r.benchLoopDelayMs.max > 100) parts.push(`bench event loop late by up to ${r.benchLoopDelayMs.max.toFixed(0)} ms`);
   if (r.churn.failedWrites) parts.push(`${r.churn.failedWrites} writes failed`);
   if (r.churn.missedTicks) parts.push(`${r.churn.missedTicks} ticks missed`);
   return parts.join('; ');
@@ -23,12 +24,12 @@ function health(r: WatchCostRow): string {
 
 function mainRow(r: WatchCostRow): string {
   const fencer = r.design === 'fencer';
-  return `| ${r.nodes} | ${r.design} | ${r.eventsPerSecond} (${r.achievedPerSecond.toFixed(1)}) | ${r.events} | ${kib(r.etcdBytesPerEvent)} | ${kib(r.sentBytesPerEvent)} | ${kib(r.sentBytesPerNodePerEvent.median)} / ${kib(r.sentBytesPerNodePerEvent.max)} | ${fencer ? n2(r.nodeObjectWritesPerEvent) : '–'} | ${fencer ? n2(r.offNodeWritesPerEvent) : '–'} | ${fencer ? n2(r.addressSetWritesPerEvent) : '–'} | ${r.cpuCores.apiserver.toFixed(2)} / ${r.cpuCores.etcd.toFixed(2)} / ${r.cpuCores.bench.toFixed(2)} | ${health(r)} |`;
+  return `| ${r.nodes} | ${r.design} | ${r.eventsPerSecond} (${r.achievedPerSecond.toFixed(1)}) | ${r.events} | ${kib(r.etcdBytesPerEvent)} | ${kib(r.sentBytesPerEvent)} | ${kib(r.sentBytesPerNodePerEvent.median)} / ${kib(r.sentBytesPerNodePerEvent.max)} | ${fencer ? n2(r.nodeObjectWritesPerEvent) : '–'} | ${fencer ? n2(r.offNodeWritesPerEvent) : '–'} | ${fencer ? n2(r.addressSetWritesPerEvent) : '–'} | ${r.cpuCores.apiserver.toFixed(2)} / ${r.cpuCores.etcd.toFixed(2)} / ${r.cpuCores.bench.toFixed(2)} / ${r.cpuCores.other.toFixed(2)} | ${health(r)} |`;
 }
 
 function detailRow(r: WatchCostRow): string {
   const op = r.operatorSpecBytesPerEvent;
-  const byWatch = Object.entries(r.sentBytesByWatch).map(([k, v]) => `${k} ${kib(v)}`).join(', ');
+  const byWatch = Object.entries(r.sentBytesByWatch).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${kib(v)}${r.bytesPerWatchEvent[k] ? ` (${kib(r.bytesPerWatchEvent[k])} an event)` : ''}`).join(', ');
   return `| ${r.nodes} | ${r.design} | ${r.eventsPerSecond} | ${kib(r.etcdDbGrowthPerEvent)} | ${n2(r.etcdPutsPerEvent)} | ${r.operatorEtcdBytesPerEvent === undefined ? '–' : kib(r.operatorEtcdBytesPerEvent)} | ${op ? `${kib(op.cps)} + ${kib(op.addressSets)}` : '–'} | ${byWatch} | ${kib(r.wireBytesPerEvent)} | ${kib(sum(r.apiserverWatchBytesPerEvent))} |`;
 }
 
@@ -46,13 +47,13 @@ export function watchCostReport(result: WatchCostResult): string {
     '',
     ...setup,
     '',
-    '| nodes | design | events/s asked (achieved) | events | etcd WAL / event | sent to all nodes / event | per node median / max | CPS writes / event | … on other nodes | AddressSet writes / event | CPU cores apiserver / etcd / bench | watchers and lag |',
+    '| nodes | design | events/s asked (achieved) | events | etcd WAL / event | sent to all nodes / event | per node median / max | CPS writes / event | … on other nodes | AddressSet writes / event | CPU cores apiserver / etcd / bench / other | watchers and lag |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...rows.map(mainRow),
     '',
-    '"… on other nodes": CompiledPolicySet writes of nodes other than the pod\'s, per event (the quiet nodes\' CPS events scaled to N−1 nodes). The bench column is this process: watchers, churn client and (fencer rows) the operator.',
+    '"… on other nodes": CompiledPolicySet writes of nodes other than the pod\'s, per event (the quiet nodes\' CPS events scaled to N−1 nodes). CPU: the bench is this process (watchers, churn client and, in fencer rows, the operator); "other" is whatever else the machine ran meanwhile (from /proc/stat): a busy machine makes watchers fall behind and the apiserver close them, so the lag column is only meaningful when "other" is near 0; the bytes and writes per event are not affected.',
     '',
-    '| nodes | design | events/s | etcd db growth / event | etcd puts / event | operator share of etcd WAL / event | operator spec bytes / event (CPS + AddressSet) | sent by watch | wire / event | apiserver watch bytes / event (every watcher) |',
+    '| nodes | design | events/s | etcd db growth / event | etcd puts / event | operator share of etcd WAL / event | operator spec bytes / event (CPS + AddressSet) | sent by watch (size of one event) | wire / event | apiserver watch bytes / event (every watcher) |',
     '|---|---|---|---|---|---|---|---|---|---|',
     ...rows.map(detailRow),
     '',

@@ -15,12 +15,15 @@ export interface WatchCostRow {
   etcdBytesPerEvent: number;
   etcdDbGrowthPerEvent: number;
   etcdPutsPerEvent: number;
-  /** Body bytes the simulated nodes' watches received, per event (all N nodes together). */
+  /** Body bytes the simulated nodes received, per event (all N nodes together): watches, plus relists after a watch could not resume. */
   sentBytesPerEvent: number;
+  relistBytesPerEvent: number;
   /** The same through TLS: HTTP/2 and TLS framing included. */
   wireBytesPerEvent: number;
   sentBytesPerNodePerEvent: { median: number; max: number };
   sentBytesByWatch: Record<string, number>;
+  /** Average size of one watch event, by what was watched. */
+  bytesPerWatchEvent: Record<string, number>;
   /** apiserver_watch_events_sizes_sum per event: every watcher, the operator's informers included. */
   apiserverWatchBytesPerEvent: Record<string, number>;
   apiserverWatchEventsPerEvent: Record<string, number>;
@@ -36,8 +39,21 @@ export interface WatchCostRow {
   operatorSpecBytesPerEvent?: { cps: number; addressSets: number };
   /** Pod writes by the apiserver's own count (cross-check of events). */
   apiserverPodWrites: number;
-  cpuCores: { apiserver: number; etcd: number; bench: number };
-  watchers: { streams: number; notOpened: number; dropped: Record<string, number>; terminatedByApiserver: Record<string, number>; openSeconds: number };
+  /** Cores used over the phase; `other` is the machine's busy cores that none of the three account for (another job running). */
+  cpuCores: { apiserver: number; etcd: number; bench: number; other: number };
+  benchLoopDelayMs: { p99: number; max: number };
+  watchers: {
+    streams: number;
+    notOpened: number;
+    /** Watches the server ended, by reason; each resumed from its last resourceVersion (or relisted after a 410). */
+    ends: Record<string, number>;
+    resumes: number;
+    relists: number;
+    /** Watches that could not be reopened. */
+    failed: number;
+    terminatedByApiserver: Record<string, number>;
+    openSeconds: number;
+  };
   lag: { drainSeconds: number; maxBacklogEvents?: number; undeliveredEvents?: number };
   churn: { seconds: number; missedTicks: number; unfinishedOps: number; failedWrites: number; failures: string[]; ops: Record<string, number>; byStep: Record<string, number> };
   /** Filled in when both designs ran: this row's etcd bytes minus the watch-everything row's (no operator there). */
@@ -45,6 +61,14 @@ export interface WatchCostRow {
 }
 
 const per = (x: number, events: number) => (events ? x / events : 0);
+
+function cores(m: PhaseMeasurement): WatchCostRow['cpuCores'] {
+  const seconds = m.server.seconds;
+  const apiserver = m.server.apiserver.cpuSeconds / seconds;
+  const etcd = m.server.etcd.cpuSeconds / seconds;
+  const bench = m.benchCpuSeconds / seconds;
+  return { apiserver, etcd, bench, other: Math.max(0, m.host.hostBusyCores - apiserver - etcd - bench) };
+}
 
 export function toRow(nodes: number, m: PhaseMeasurement, quietNodes: number): WatchCostRow {
   const events = m.churn.writes;
@@ -60,10 +84,12 @@ export function toRow(nodes: number, m: PhaseMeasurement, quietNodes: number): W
     etcdBytesPerEvent: per(m.server.etcd.walBytes, events),
     etcdDbGrowthPerEvent: per(m.server.etcd.dbGrowthBytes, events),
     etcdPutsPerEvent: per(m.server.etcd.puts, events),
-    sentBytesPerEvent: per(Object.values(m.received).reduce((s, r) => s + r.bytes, 0), events),
+    sentBytesPerEvent: per(Object.values(m.received).reduce((s, r) => s + r.bytes, 0) + m.recovery.relistBytes, events),
+    relistBytesPerEvent: per(m.recovery.relistBytes, events),
     wireBytesPerEvent: per(m.wireBytes, events),
     sentBytesPerNodePerEvent: { median: per(sorted[Math.floor((sorted.length - 1) / 2)] ?? 0, events), max: per(sorted[sorted.length - 1] ?? 0, events) },
     sentBytesByWatch: Object.fromEntries(Object.entries(m.received).map(([k, r]) => [k, per(r.bytes, events)])),
+    bytesPerWatchEvent: Object.fromEntries(Object.entries(m.received).filter(([, r]) => r.events).map(([k, r]) => [k, r.bytes / r.events])),
     apiserverWatchBytesPerEvent: perKind(m.server.apiserver.watchBytes),
     apiserverWatchEventsPerEvent: perKind(m.server.apiserver.watchEvents),
     nodeObjectWritesPerEvent: per(writesOf(writes, 'compiledpolicysets'), events),
@@ -74,8 +100,12 @@ export function toRow(nodes: number, m: PhaseMeasurement, quietNodes: number): W
     addressSetWritesPerEvent: per(writesOf(writes, 'addresssets'), events),
     ...(m.operatorBytes ? { operatorSpecBytesPerEvent: { cps: per(m.operatorBytes.cps, events), addressSets: per(m.operatorBytes.addressSets, events) } } : {}),
     apiserverPodWrites: writesOf(writes, 'pods', 'pods/status', 'pods/binding'),
-    cpuCores: { apiserver: m.server.apiserver.cpuSeconds / m.server.seconds, etcd: m.server.etcd.cpuSeconds / m.server.seconds, bench: m.benchCpuSeconds / m.server.seconds },
-    watchers: { streams: m.streams, notOpened: m.notOpened, dropped: m.dropped, terminatedByApiserver: m.server.apiserver.terminatedWatchers, openSeconds: m.openSeconds },
+    cpuCores: cores(m),
+    benchLoopDelayMs: { p99: m.host.loopDelayP99Ms, max: m.host.loopDelayMaxMs },
+    watchers: {
+      streams: m.streams, notOpened: m.notOpened, ends: m.ends, resumes: m.recovery.resumes, relists: m.recovery.relists, failed: m.recovery.failed,
+      terminatedByApiserver: m.server.apiserver.terminatedWatchers, openSeconds: m.openSeconds,
+    },
     lag: { drainSeconds: m.drainSeconds, maxBacklogEvents: m.maxBacklog, undeliveredEvents: m.undelivered },
     churn: { seconds: m.churn.seconds, missedTicks: m.churn.missedTicks, unfinishedOps: m.churn.unfinished, failedWrites: m.churn.failed, failures: m.churn.failures, ops: m.churn.ops, byStep: m.churn.byStep },
   };

@@ -1,4 +1,4 @@
-// What one node watches in each design, as request paths starting at a resourceVersion.
+// What one node watches in each design: collections and the query (selectors, bookmarks) of each watch.
 //   fencer:           its own CompiledPolicySet (field selector on the name, as agent/cps-client.ts)
 //                     and the AddressSets of its two consumer labels (crds/consumers.ts), no bookmarks
 //                     (client-node's ListWatch asks for none);
@@ -14,26 +14,21 @@ export function nodeName(i: number): string {
   return `node-${i}`;
 }
 
-function watchPath(base: string, resourceVersion: string, extra: Record<string, string> = {}): string {
-  const query = new URLSearchParams({ watch: 'true', resourceVersion, ...extra });
-  return `${base}?${query}`;
-}
-
-export function watchSpecs(design: Design, nodes: number, resourceVersion: string): WatchSpec[] {
+export function watchSpecs(design: Design, nodes: number): WatchSpec[] {
   const specs: WatchSpec[] = [];
   const crd = (plural: string) => `/apis/${CPS_GROUP}/${CPS_VERSION}/${plural}`;
   for (let node = 0; node < nodes; node++) {
     if (design === 'fencer') {
-      specs.push({ node, kind: 'cps', path: watchPath(crd(CPS_PLURAL), resourceVersion, { fieldSelector: `metadata.name=${nodeName(node)}` }) });
+      specs.push({ node, kind: 'cps', base: crd(CPS_PLURAL), query: { fieldSelector: `metadata.name=${nodeName(node)}` } });
       agentSetSelectors(nodeName(node)).forEach((labelSelector, k) => {
         const kind = ['aset-node', 'aset-bucket'][k] ?? `aset-${k}`;
-        specs.push({ node, kind, path: watchPath(crd(ASET_PLURAL), resourceVersion, { labelSelector }) });
+        specs.push({ node, kind, base: crd(ASET_PLURAL), query: { labelSelector } });
       });
     } else {
       const bookmarks = { allowWatchBookmarks: 'true' };
-      specs.push({ node, kind: 'pods', path: watchPath('/api/v1/pods', resourceVersion, bookmarks) });
-      specs.push({ node, kind: 'namespaces', path: watchPath('/api/v1/namespaces', resourceVersion, bookmarks) });
-      specs.push({ node, kind: 'networkpolicies', path: watchPath('/apis/networking.k8s.io/v1/networkpolicies', resourceVersion, bookmarks) });
+      specs.push({ node, kind: 'pods', base: '/api/v1/pods', query: bookmarks });
+      specs.push({ node, kind: 'namespaces', base: '/api/v1/namespaces', query: bookmarks });
+      specs.push({ node, kind: 'networkpolicies', base: '/apis/networking.k8s.io/v1/networkpolicies', query: bookmarks });
     }
   }
   return specs;

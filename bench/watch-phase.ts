@@ -8,6 +8,7 @@ import { prng } from './churn-model.ts';
 import { churn, type ChurnResult } from './churn.ts';
 import type { ApiClient, Endpoint } from './h2.ts';
 import { delta, snapshot, type ServerDelta } from './server-metrics.ts';
+import { watchLoad } from './host-load.ts';
 import { watchSpecs, type Design } from './watch-designs.ts';
 import { WatchPool } from './watch-pool.ts';
 
@@ -35,13 +36,17 @@ export interface PhaseMeasurement {
   perNodeBytes: number[];
   /** CPS events received by the watchers of nodes that had no pod event. */
   quietNodeCpsEvents: number;
-  dropped: Record<string, number>;
+  /** How often the server ended a watch, by reason; each was resumed from its last resourceVersion. */
+  ends: Record<string, number>;
+  recovery: { resumes: number; relists: number; relistBytes: number; failed: number };
   /** Largest number of pod writes the slowest all-pods watcher was behind (sampled every 250 ms). */
   maxBacklog?: number;
   drainSeconds: number;
-  /** Pod writes the live all-pods watchers never received (after the drain timeout). */
+  /** Pod writes the working all-pods watchers had not received when the drain timed out. */
   undelivered?: number;
   benchCpuSeconds: number;
+  /** Busy cores of the whole machine (other work included) and this process's event-loop delay. */
+  host: { hostBusyCores: number; loopDelayP99Ms: number; loopDelayMaxMs: number };
   /** Bytes of CompiledPolicySet and AddressSet specs the operator sent (its own counters). */
   operatorBytes?: { cps: number; addressSets: number };
 }
@@ -59,20 +64,21 @@ async function currentResourceVersion(api: ApiClient): Promise<string> {
 }
 
 export async function runPhase(ctx: PhaseContext, design: Design, rate: number, seconds: number): Promise<PhaseMeasurement> {
-  const pool = await WatchPool.open(ctx.ep, watchSpecs(design, ctx.nodes, await currentResourceVersion(ctx.api)), ctx.nodesPerConnection);
+  const pool = await WatchPool.open(ctx.ep, watchSpecs(design, ctx.nodes), await currentResourceVersion(ctx.api), ctx.nodesPerConnection);
   try {
-    const notOpened = pool.streams.filter((s) => !s.live).length;
+    const notOpened = pool.streams.filter((s) => s.status !== 200).length;
     await sleep(2_000);
     pool.reset();
     const wire0 = pool.wireBytes();
     const cpu0 = process.cpuUsage();
     const before = await snapshot(ctx.etcdUrl, ctx.api);
     const opBefore = await operatorBytes(ctx.operator);
+    const load = watchLoad();
     const podStreams = pool.streams.filter((s) => s.spec.kind === 'pods');
     let written = 0;
     let maxBacklog = 0;
     const sampler = setInterval(() => {
-      const live = podStreams.filter((s) => s.live);
+      const live = podStreams.filter((s) => !s.failed);
       if (live.length) maxBacklog = Math.max(maxBacklog, written - Math.min(...live.map((s) => s.events)));
     }, 250);
     let result: ChurnResult;
@@ -84,10 +90,11 @@ export async function runPhase(ctx: PhaseContext, design: Design, rate: number, 
     const drainStarted = performance.now();
     const deadline = drainStarted + DRAIN_MS;
     const drained = () => podStreams.length
-      ? podStreams.every((s) => !s.live || s.events >= written)
+      ? podStreams.every((s) => s.failed || s.events >= written)
       : (ctx.operator?.idle() ?? true) && performance.now() - Math.max(pool.lastDataAt(), drainStarted) > 2_000;
     while (!drained() && performance.now() < deadline) await sleep(50);
     const drainSeconds = (performance.now() - drainStarted) / 1000;
+    const host = load.stop();
     const after = await snapshot(ctx.etcdUrl, ctx.api);
     const opAfter = await operatorBytes(ctx.operator);
     const cpu = process.cpuUsage(cpu0);
@@ -105,10 +112,12 @@ export async function runPhase(ctx: PhaseContext, design: Design, rate: number, 
       design, rate, churn: result, server: delta(before, after),
       openSeconds: pool.openMs / 1000, streams: pool.streams.length, notOpened,
       received, wireBytes: pool.wireBytes() - wire0, perNodeBytes: perNode, quietNodeCpsEvents,
-      dropped: pool.dropped(),
-      ...(podStreams.length ? { maxBacklog, undelivered: podStreams.filter((s) => s.live).reduce((sum, s) => sum + Math.max(0, written - s.events), 0) } : {}),
+      ends: pool.ends(),
+      recovery: pool.recovery(),
+      ...(podStreams.length ? { maxBacklog, undelivered: podStreams.filter((s) => !s.failed).reduce((sum, s) => sum + Math.max(0, written - s.events), 0) } : {}),
       drainSeconds,
       benchCpuSeconds: (cpu.user + cpu.system) / 1e6,
+      host,
       ...(opBefore && opAfter ? { operatorBytes: { cps: opAfter.cps - opBefore.cps, addressSets: opAfter.addressSets - opBefore.addressSets } } : {}),
     };
   } finally {

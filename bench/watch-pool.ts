@@ -16,7 +16,7 @@ export class WatchPool {
     this.openMs = openMs;
   }
 
-  static async open(ep: Endpoint, specs: WatchSpec[], nodesPerConnection = 1, parallel = 64): Promise<WatchPool> {
+  static async open(ep: Endpoint, specs: WatchSpec[], resourceVersion: string, nodesPerConnection = 1, parallel = 64): Promise<WatchPool> {
     const started = performance.now();
     const byGroup = new Map<number, WatchSpec[]>();
     for (const spec of specs) {
@@ -32,7 +32,7 @@ export class WatchPool {
         await Promise.all(groups.slice(i, i + parallel).map(async (group) => {
           const session = await connect(ep);
           sessions.push(session);
-          const mine = group.map((spec) => new WatchStream(spec));
+          const mine = group.map((spec) => new WatchStream(spec, resourceVersion));
           streams.push(...mine);
           await Promise.all(mine.map((s) => s.open(session)));
         }));
@@ -61,11 +61,17 @@ export class WatchPool {
     return this.streams.reduce((max, s) => Math.max(max, s.lastDataAt), 0);
   }
 
-  /** Streams the server ended or that failed, by reason. */
-  dropped(): Record<string, number> {
+  /** How often the server ended a watch, by reason (each was resumed unless it failed). */
+  ends(): Record<string, number> {
     const out: Record<string, number> = {};
-    for (const s of this.streams) if (s.endedBy) out[s.endedBy] = (out[s.endedBy] ?? 0) + 1;
+    for (const s of this.streams) for (const [k, v] of Object.entries(s.ends)) out[k] = (out[k] ?? 0) + v;
     return out;
+  }
+
+  /** Resumes, relists (and their bytes), and watches that could not be reopened. */
+  recovery(): { resumes: number; relists: number; relistBytes: number; failed: number } {
+    const sum = (f: (s: WatchStream) => number) => this.streams.reduce((a, s) => a + f(s), 0);
+    return { resumes: sum((s) => s.resumes), relists: sum((s) => s.relists), relistBytes: sum((s) => s.relistBytes), failed: sum((s) => (s.failed ? 1 : 0)) };
   }
 
   close(): void {

@@ -6,6 +6,7 @@ import { byLabel, parseMetrics, total } from '../../bench/prom-text.ts';
 import { binding, controllerPod, kubeletStatus, type KubeletState, type PodIdentity } from '../../bench/kubelet-pod.ts';
 import { WatchStream } from '../../bench/watch-stream.ts';
 import { ClusterModel, prng, type ModelPod } from '../../bench/churn-model.ts';
+import { hostBusySeconds } from '../../bench/host-load.ts';
 
 test('metrics text: labels with escapes, untyped samples, sums and groups by label', () => {
   const samples = parseMetrics([
@@ -72,19 +73,28 @@ test('kubelet reports walk Pending/ContainerCreating → Running → Ready and k
   assert.equal(cond(terminating, 'Ready').status, 'False');
 });
 
-test('a watch stream counts bytes and events by type, lines split anywhere across chunks', () => {
-  const stream = new WatchStream({ node: 0, kind: 'pods', path: '/' });
+test('a watch stream counts bytes and events by type and resumes from the last whole event, lines split anywhere', () => {
+  const stream = new WatchStream({ node: 0, kind: 'pods', base: '/api/v1/pods', query: { allowWatchBookmarks: 'true' } }, '100');
+  const inside = stream as unknown as { consume(b: Buffer): void; path(watch: boolean): string };
+  assert.equal(inside.path(true), '/api/v1/pods?allowWatchBookmarks=true&watch=true&resourceVersion=100');
+  assert.equal(inside.path(false), '/api/v1/pods?', 'a relist asks for no bookmarks');
   const body = Buffer.from([
-    '{"type":"MODIFIED","object":{"kind":"Pod"}}',
-    '{"type":"BOOKMARK","object":{"kind":"Pod"}}',
-    '{"type":"DELETED","object":{"kind":"Pod","metadata":{"name":"x"}}}',
-    '{"type":"ERROR","object":{"kind":"Status"}}',
-    '',
+    '{"type":"MODIFIED","object":{"kind":"Pod","metadata":{"name":"a","resourceVersion":"101"}}}',
+    '{"type":"BOOKMARK","object":{"kind":"Pod","metadata":{"resourceVersion":"105"}}}',
+    '{"type":"DELETED","object":{"kind":"Pod","metadata":{"name":"x","resourceVersion":"107","ownerReferences":[]}}}',
+    '{"type":"ERROR","object":{"kind":"Status","code":410}}',
+    '{"type":"MODIFIED","object":{"kind":"Pod","metadata":{"name":"b","resourceVersion":"109"',
   ].join('\n'));
-  const feed = (stream as unknown as { consume(b: Buffer): void }).consume.bind(stream);
-  for (let i = 0; i < body.length; i += 7) feed(body.subarray(i, i + 7));
-  assert.equal(stream.bytes, body.length);
-  assert.deepEqual([stream.events, stream.bookmarks, stream.errors], [2, 1, 1]);
+  for (const step of [1, 7, 64, body.length]) {
+    const s = new WatchStream({ node: 0, kind: 'pods', base: '/api/v1/pods', query: {} }, '100');
+    const feed = (s as unknown as { consume(b: Buffer): void }).consume.bind(s);
+    for (let i = 0; i < body.length; i += step) feed(body.subarray(i, i + step));
+    assert.equal(s.bytes, body.length);
+    assert.deepEqual([s.events, s.bookmarks, s.errors], [2, 1, 1]);
+    // The incomplete last line does not count: a resume repeats it.
+    assert.equal((s as unknown as { path(w: boolean): string }).path(true), '/api/v1/pods?watch=true&resourceVersion=107', `step ${step}`);
+  }
+  inside.consume(Buffer.from('{"type":"ADDED"}\n'));
   stream.reset();
   assert.equal(stream.bytes + stream.events, 0);
 });
@@ -105,4 +115,8 @@ test('churn model: quiet nodes are never picked, removed pods never come back, a
   assert.equal(model.allocate(pods[0].node), ip);
   assert.equal(model.allocate(pods[1].node, '10.64.1.9'), '10.64.1.9');
   assert.ok(!model.nodes[1].free.includes('10.64.1.9'));
+});
+
+test('host busy time from /proc/stat: user, nice, system, irq, softirq and steal; not idle or iowait', () => {
+  assert.equal(hostBusySeconds('cpu  100 5 50 9000 300 2 3 40 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n'), 2);
 });
