@@ -16,7 +16,7 @@ export class SharedSetCache {
   /** Set → shard name → the shard in force (the newest version any watch holds). */
   private readonly bySet = new Map<string, Map<string, Held>>();
   /** Members resolved per set, until one of its shards changes. */
-  private readonly resolved = new Map<string, { kind: string; result: ReturnType<typeof membersFromShards> }>();
+  private readonly resolved = new Map<string, { kind: string; result: ReturnType<typeof membersFromShards>; newest?: bigint }>();
   private readonly trusted = new WeakSet<string[]>();
 
   /** A watch event; true when what some set resolves to may have changed. */
@@ -31,14 +31,20 @@ export class SharedSetCache {
 
   /** Members of a set as its shards give them, or why they cannot be had. */
   readonly lookup: SetLookup = (ref: SharedSetRef) => {
-    const cached = this.resolved.get(ref.name);
-    if (cached?.kind === ref.kind) return cached.result;
-    const shards = [...(this.bySet.get(ref.name)?.values() ?? [])];
-    const bad = shards.find((s) => s.problem);
-    const result = bad ? { missing: `shard ${bad.object.metadata.name} is rejected: ${bad.problem}` } : membersFromShards(ref, shards.map((s) => s.object.spec));
-    if ('members' in result) this.trusted.add(result.members);
-    this.resolved.set(ref.name, { kind: ref.kind, result });
-    return result;
+    let cached = this.resolved.get(ref.name);
+    if (cached?.kind !== ref.kind) {
+      const shards = [...(this.bySet.get(ref.name)?.values() ?? [])];
+      const bad = shards.find((s) => s.problem);
+      const result = bad ? { missing: `shard ${bad.object.metadata.name} is rejected: ${bad.problem}` } : membersFromShards(ref, shards.map((s) => s.object.spec));
+      if ('members' in result) this.trusted.add(result.members);
+      const newest = 'members' in result ? newestVersion(shards.filter((s) => s.object.spec.epoch === result.epoch)) : undefined;
+      this.resolved.set(ref.name, (cached = { kind: ref.kind, result, newest }));
+    }
+    // The spec was written against shards at least this new: older ones are not what it means yet.
+    if (ref.revision && 'members' in cached.result && (cached.newest === undefined || cached.newest < BigInt(ref.revision))) {
+      return { missing: `waiting for its shards as of revision ${ref.revision} (holding ${cached.newest ?? 'none'})` };
+    }
+    return cached.result;
   };
 
   /** Whether these exact members came from shards checked on arrival (their syntax need not be checked again). */
@@ -106,6 +112,15 @@ function withSpec(object: AddressSet): AddressSet {
   const spec = (object.spec ?? {}) as Partial<AddressSetSpec>;
   const set = typeof spec.set === 'string' ? spec.set : /^[a-z]-[0-9a-f]{16}(?=-)/.exec(object.metadata.name)?.[0] ?? object.metadata.name;
   return { ...object, spec: { ...spec, set, members: Array.isArray(spec.members) ? spec.members : [] } as AddressSetSpec };
+}
+
+function newestVersion(shards: Held[]): bigint | undefined {
+  let newest: bigint | undefined;
+  for (const s of shards) {
+    const rv = s.object.metadata.resourceVersion;
+    if (rv && /^\d+$/.test(rv) && (newest === undefined || BigInt(rv) > newest)) newest = BigInt(rv);
+  }
+  return newest;
 }
 
 function sameVersion(a: AddressSet, b: AddressSet): boolean {

@@ -102,6 +102,13 @@ export interface SharedSetRef {
   name: string;
   kind: IPSetKind;
   origin: string;
+  /**
+   * The newest resourceVersion among the set's shards when this object was written (stamped by the
+   * operator at write time, outside the content hash): an agent uses the set only once it holds its
+   * shards at least that new, so a spec never goes into the kernel with members older than it was
+   * written against, whichever watch delivers first.
+   */
+  revision?: string;
 }
 
 export interface CompiledPolicySetSpec {

@@ -68,10 +68,16 @@ function replacement(object: CompiledPolicySet, observed: ObservedCps): Compiled
  */
 export function sameContent(observed: CompiledPolicySetSpec, desired: CompiledPolicySetSpec): boolean {
   try {
-    return canonical(expandSpec(observed)) === canonical(desired);
+    return canonical(withoutRevisions(expandSpec(observed))) === canonical(withoutRevisions(desired));
   } catch {
     return false;
   }
+}
+
+/** Revisions are stamped at write time and say when, not what: they are not content. */
+function withoutRevisions(spec: CompiledPolicySetSpec): CompiledPolicySetSpec {
+  if (!spec.sharedSets) return spec;
+  return { ...spec, sharedSets: spec.sharedSets.map(({ revision: _, ...ref }) => ref) };
 }
 
 function canonical(v: unknown): string {

@@ -88,6 +88,7 @@ function assemble(options: OperatorOptions, kc: KubeConfig, log: Logger, onLeade
     custom,
     desired: (node) => compiler.nodeSpec(node),
     setsReady: (node, refs) => parts.setWriter.ensureDelivered(node, refs),
+    setRevision: (set) => parts.setWriter.revisionOf(set),
     nodeRef: (node) => parts.reconciler.nodeRef(node),
     nodeNames: () => compiler.nodeNames(),
     budgetBytes: options.cpsBudgetBytes,

@@ -13,7 +13,7 @@ import type { Logger } from '../runtime/log.ts';
 import type { SharedSet } from './compile/compiler.ts';
 import type { OperatorMetrics, WriteResult } from './metrics.ts';
 import { planSet, type ShardAction } from './set-plan.ts';
-import { setOfShard, SetStore } from './set-store.ts';
+import { layoutInForce, setOfShard, SetStore } from './set-store.ts';
 import { KeyedWorkQueue } from './work-queue.ts';
 import { errorText } from './write-errors.ts';
 
@@ -103,11 +103,31 @@ export class SetWriter {
    * (syncing those that do not yet), false when some could not be written: the caller retries later.
    */
   async ensureDelivered(node: string, refs: ReadonlyArray<{ name: string; kind: IPSetKind }>): Promise<boolean> {
-    const pending = refs.filter((r) => !this.delivered(r, node));
+    // Current, not only whole: a spec must never name a set whose shards still hold members the
+    // compile has moved past (another operator may have led meanwhile and left them behind).
+    const ready = (r: { name: string; kind: IPSetKind }) => this.delivered(r, node) && this.current(r.name);
+    const pending = refs.filter((r) => !ready(r));
     if (pending.length === 0) return true;
     for (const r of pending) this.queue.add(r.name);
     await Promise.all(pending.map((r) => this.queue.settled(r.name)));
-    return pending.every((r) => this.delivered(r, node));
+    return pending.every(ready);
+  }
+
+  /** The newest resourceVersion among the shards of the set's layout in force (what a spec written now was written against). */
+  revisionOf(set: string): string | undefined {
+    let newest: bigint | undefined;
+    const shards = this.store.shards(set);
+    const layout = layoutInForce(shards);
+    for (const s of shards) {
+      if (s.spec?.epoch !== layout?.epoch) continue;
+      const rv = s.metadata.resourceVersion;
+      if (rv && /^\d+$/.test(rv) && (newest === undefined || BigInt(rv) > newest)) newest = BigInt(rv);
+    }
+    return newest?.toString();
+  }
+
+  private current(set: string): boolean {
+    return planSet(set, this.deps.desired(set), [...(this.namedBy.get(set) ?? [])].sort(), this.store.shards(set)).writes.length === 0;
   }
 
   private delivered(ref: { name: string; kind: IPSetKind }, node: string): boolean {

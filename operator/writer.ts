@@ -25,6 +25,8 @@ export interface WriterDeps {
   desired: (node: string) => CompiledPolicySetSpec | undefined;
   /** Resolves true once the shared sets a spec names reach the node's agent (written first, so an agent never waits long). */
   setsReady: (node: string, refs: NonNullable<CompiledPolicySetSpec['sharedSets']>) => Promise<boolean>;
+  /** The newest resourceVersion of a set's shards, stamped into the spec's reference as it is written. */
+  setRevision: (set: string) => string | undefined;
   /** The Node by name, undefined when it does not exist. */
   nodeRef: (node: string) => NodeRef | undefined;
   nodeNames: () => string[];
@@ -171,11 +173,12 @@ export class CpsWriter {
       this.deps.log.warn({ node }, 'the shared sets this CompiledPolicySet names are not written yet; waiting');
       return { done: false, fresh: this.store.get(node) };
     }
+    const write = refs.length && action.kind !== 'delete' ? stampRevisions(action, this.deps.setRevision) : action;
     try {
-      await this.execute(action, since);
+      await this.execute(write, since);
       return { done: true };
     } catch (e) {
-      return this.failed(node, action, e);
+      return this.failed(node, write, e);
     }
   }
 
@@ -275,4 +278,14 @@ export class CpsWriter {
   private count(result: WriteResult): void {
     this.deps.metrics.cpsWrites.inc({ result });
   }
+}
+
+/** The write with each shared set's current revision in its reference (a copy: the compiled spec is shared). */
+function stampRevisions(action: Extract<CpsAction, { kind: 'create' | 'update' }>, revisionOf: (set: string) => string | undefined): Extract<CpsAction, { kind: 'create' | 'update' }> {
+  const spec = action.object.spec;
+  const sharedSets = spec.sharedSets!.map((r) => {
+    const revision = revisionOf(r.name);
+    return revision === undefined ? r : { ...r, revision };
+  });
+  return { ...action, object: { ...action.object, spec: { ...spec, sharedSets } } };
 }

@@ -63,7 +63,7 @@ test('the writer rewrites a CompiledPolicySet edited by hand without touching it
     },
     patchClusterCustomObjectStatus: async () => { throw Object.assign(new Error('conflict'), { code: 422 }); },
   } as unknown as CustomObjectsApi;
-  const writer = new CpsWriter({ custom: api, desired: () => spec, setsReady: async () => true, nodeRef: () => node, nodeNames: () => ['node-1'], budgetBytes: 1 << 20, concurrency: 1, pendingAfterMs: 0, metrics: operatorMetrics(new Registry()), log: silentLogger() });
+  const writer = new CpsWriter({ custom: api, desired: () => spec, setsReady: async () => true, setRevision: () => undefined, nodeRef: () => node, nodeNames: () => ['node-1'], budgetBytes: 1 << 20, concurrency: 1, pendingAfterMs: 0, metrics: operatorMetrics(new Registry()), log: silentLogger() });
   const object = (s: CompiledPolicySetSpec, g: number): CompiledPolicySet => {
     const o = cpsObject(s);
     o.metadata = { ...o.metadata, generation: g, uid: 'cps-uid', ownerReferences: [{ apiVersion: 'v1', kind: 'Node', name: 'node-1', uid: 'uid-1' }] };

@@ -268,7 +268,7 @@ test('writer: nothing is written when the hash matches; endless 409s cost a boun
   const metrics = operatorMetrics(new Registry());
   let desired = spec('a');
   const writer = new CpsWriter({
-    custom: api, desired: () => desired, setsReady: async () => true, nodeRef: () => node, nodeNames: () => ['node-a'],
+    custom: api, desired: () => desired, setsReady: async () => true, setRevision: () => undefined, nodeRef: () => node, nodeNames: () => ['node-a'],
     budgetBytes: 1 << 20, concurrency: 4, pendingAfterMs: 0, metrics, log: silentLogger(),
   });
   writer.observe('upsert', observed);

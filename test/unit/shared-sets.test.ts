@@ -150,3 +150,16 @@ test('agent cache: a shard counts while any watch holds it; one that fails its c
   const found = cache.lookup(ref);
   assert.ok('members' in found && cache.isChecked(found.members));
 });
+
+test('agent cache: a spec written against a newer shard version waits for it, whichever watch delivers first', () => {
+  const cache = new SharedSetCache();
+  const [object] = applied([], planSet('p-0123456789abcdef', set(['10.0.0.1']), [], []));
+  const at = (rv: string, members: string[]) => ({ ...object, metadata: { ...object.metadata, resourceVersion: rv }, spec: { ...object.spec, members, size: members.length } });
+  cache.apply('node', 'upsert', at('100', ['10.0.0.1']));
+  const ref = { name: 'p-0123456789abcdef', kind: 'ip' as const, origin: 'o' };
+  assert.match((cache.lookup({ ...ref, revision: '105' }) as { missing: string }).missing, /as of revision 105 \(holding 100\)/);
+  assert.deepEqual(cache.lookup(ref), { members: ['10.0.0.1'], epoch: 0 }, 'a spec without a revision takes what is there');
+  cache.apply('node', 'upsert', at('105', ['10.0.0.2']));
+  assert.deepEqual(cache.lookup({ ...ref, revision: '105' }), { members: ['10.0.0.2'], epoch: 0 });
+  assert.ok('members' in cache.lookup({ ...ref, revision: '101' }), 'newer than asked is fine');
+});
