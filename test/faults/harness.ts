@@ -1,7 +1,10 @@
 // Shared by the fault tests: a sandbox of two nodes and a handful of pods, the cluster state the
 // apiserver holds compiled into what every node must enforce, and waits on the agents' reports.
 import { ApiException, CoreV1Api, CustomObjectsApi, NetworkingV1Api, type KubeConfig, type V1NetworkPolicy } from '@kubernetes/client-node';
+import { ASET_PLURAL, type AddressSet } from '../../crds/address-set.ts';
 import { expandSpec } from '../../crds/codec.ts';
+import { agentSetSelectors } from '../../crds/consumers.ts';
+import { membersFromShards, resolveSharedSets } from '../../crds/resolve.ts';
 import { CPS_GROUP, CPS_PLURAL, CPS_VERSION, type CompiledPolicySet, type CompiledPolicySetSpec } from '../../crds/types.ts';
 import type { ClusterSnapshot } from '../../model/cluster.ts';
 import { PolicyCompiler } from '../../operator/compile/compiler.ts';
@@ -10,6 +13,7 @@ import type { Sandbox, SandboxPod } from '../../sandbox/sandbox.ts';
 import type { LoopFlow } from './probe-loop.ts';
 
 export const cpsApi = { group: CPS_GROUP, version: CPS_VERSION, plural: CPS_PLURAL };
+export const asetApi = { group: CPS_GROUP, version: CPS_VERSION, plural: ASET_PLURAL };
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -79,11 +83,35 @@ export async function waitConverged(kc: KubeConfig, nodes: string[], timeoutMs =
   return performance.now() - started;
 }
 
-/** The spec a node enforces now (from its CPS, expanded). */
+/** The AddressSet shards the agent of `node` receives (listed with the agent's own label selectors). */
+export async function shardsFor(kc: KubeConfig, node: string): Promise<AddressSet[]> {
+  const custom = kc.makeApiClient(CustomObjectsApi);
+  const lists = await Promise.all(agentSetSelectors(node).map(async (labelSelector) =>
+    ((await custom.listClusterCustomObject({ ...asetApi, labelSelector })) as { items: AddressSet[] }).items));
+  return [...new Map(lists.flat().map((o) => [o.metadata.name, o])).values()];
+}
+
+/** A CompiledPolicySet's spec, expanded, with its shared sets filled in from these shards; why not, when one is not whole. */
+export function resolveWithShards(cps: CompiledPolicySet, shards: readonly AddressSet[]): CompiledPolicySetSpec | string {
+  const spec = expandSpec(cps.spec);
+  const specs = shards.map((o) => o.spec);
+  const resolved = resolveSharedSets(spec, (ref) => {
+    const found = membersFromShards(ref, specs);
+    return 'missing' in found ? found : { members: found.members };
+  });
+  return resolved.missing ? `${cps.metadata.name}: shared sets not whole: ${resolved.missing.join('; ')}` : resolved.spec;
+}
+
+/**
+ * The spec a node enforces now: its CPS, expanded, with the shared sets it names filled in from the
+ * AddressSet shards its agent receives (throws while one of them is not whole).
+ */
 export async function enforcedSpec(kc: KubeConfig, node: string): Promise<CompiledPolicySetSpec> {
   const cps = await getCps(kc, node);
   if (!cps) throw new Error(`no CompiledPolicySet for ${node}`);
-  return expandSpec(cps.spec);
+  const spec = resolveWithShards(cps, cps.spec.sharedSets?.length ? await shardsFor(kc, node) : []);
+  if (typeof spec === 'string') throw new Error(spec);
+  return spec;
 }
 
 export async function applyPolicy(kc: KubeConfig, policy: V1NetworkPolicy): Promise<void> {

@@ -53,6 +53,11 @@ export const EXPECTED_ROWS = [
   '10-rbac-agent',
   '10-admission-own-node',
   '10-rbac-operator',
+  '11-sets-shard-deleted',
+  '11-sets-shard-harmful-edit',
+  '11-sets-shard-invalid-edit',
+  '11-sets-agent-sigkill-churn',
+  '11-sets-apiserver-outage',
 ] as const;
 
 export function readRows(): ReliabilityRow[] {
@@ -146,6 +151,9 @@ const HOW = `- **Agents as processes**: \`bin/fencer agent --netns …\` runs in
   and compacted through its HTTP gateway, so every watch resumes from a compacted resourceVersion
   (410 Gone).
 - **Hostile objects**: written as cluster-admin straight to the apiserver.
+- **Shared address sets**: AddressSet shards deleted or replaced as cluster-admin; to hold a fault open
+  the \`fencer operator\` process group is frozen (SIGSTOP) and thawed (SIGCONT); how long a member
+  stands in a node's kernel is read from the agent's applies, \`ipset test\` in the node and probes.
 - **Fuzzing**: \`test/property/fuzz-compiler.test.ts\` (CI) and \`bench/fuzz.ts\` (\`benchFuzz()\`, ≥ 100k cases)
   compare the compiled rules with the oracle on random clusters with edge-case policies.`;
 

@@ -9,6 +9,7 @@ import { silentLogger } from '../../runtime/log.ts';
 import { Sandbox } from '../../sandbox/sandbox.ts';
 import { startControlPlane, type ControlPlane } from '../../localcluster/control-plane.ts';
 import { kubelet } from '../../localcluster/kubelet.ts';
+import { compactEtcd } from '../faults/etcd.ts';
 import { applyPolicy, cpsApi, getCps, oracleFlows, pod, sleep, waitConverged, waitFor } from '../faults/harness.ts';
 import { ProbeLoop } from '../faults/probe-loop.ts';
 import { recordRow } from '../faults/report.ts';
@@ -22,20 +23,6 @@ function webPolicy(port: number): V1NetworkPolicy {
     apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { namespace: NS, name: 'web' },
     spec: { podSelector: { matchLabels: { app: 'web' } }, ingress: [{ from: [{ podSelector: { matchLabels: { role: 'client' } } }], ports: [{ protocol: 'TCP', port }] } as never] },
   };
-}
-
-/** etcd's v3 HTTP gateway: moves the revision on (keys outside /registry) and compacts up to it. */
-async function compactEtcd(etcdUrl: string): Promise<number> {
-  const post = async (path: string, body: unknown) => {
-    const res = await fetch(`${etcdUrl}${path}`, { method: 'POST', body: JSON.stringify(body) });
-    if (!res.ok) throw new Error(`etcd ${path}: ${res.status} ${await res.text()}`);
-    return (await res.json()) as { header?: { revision?: string } };
-  };
-  const b64 = (s: string) => Buffer.from(s).toString('base64');
-  let revision = 0;
-  for (let i = 0; i < 20; i++) revision = Number((await post('/v3/kv/put', { key: b64(`/fencer-test/outage-${i}`), value: b64(String(i)) })).header?.revision);
-  await post('/v3/kv/compaction', { revision: String(revision), physical: true });
-  return revision;
 }
 
 /** The first event a watch from `resourceVersion` delivers: 410 Gone when that version is compacted away. */
