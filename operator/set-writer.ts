@@ -139,7 +139,9 @@ export class SetWriter {
 
   private async sync(set: string): Promise<void> {
     const backoff = new Backoff(50, 1000);
-    for (let attempt = 1; attempt <= MAX_ATTEMPTS && this.leading; attempt++) {
+    // Only failures count against the attempts: a set that keeps changing is written round after round.
+    let failures = 0;
+    for (let round = 0; round < 50 && failures < MAX_ATTEMPTS && this.leading; round++) {
       const plan = planSet(set, this.deps.desired(set), [...(this.namedBy.get(set) ?? [])].sort(), this.store.shards(set));
       if (plan.writes.length === 0 && plan.deletes.length === 0) {
         this.retries.delete(set);
@@ -150,12 +152,13 @@ export class SetWriter {
         await Promise.all(plan.deletes.map((a) => this.execute(a)));
         continue; // plan again: the store now holds what was written, and the next plan is empty
       } catch (e) {
+        failures++;
         if (!(e instanceof Conflict)) {
           this.count('error');
           this.deps.log.warn({ set, err: errorText(e) }, 'AddressSet write failed');
         }
       }
-      if (attempt < MAX_ATTEMPTS) await sleep(backoff.next());
+      if (failures < MAX_ATTEMPTS) await sleep(backoff.next());
     }
     if (!this.leading) return;
     const later = this.retries.get(set) ?? new Backoff(1000, 30_000);

@@ -19,7 +19,7 @@ import { LONG_KEY, LONG_VALUE, ODD_VALUE, payloadProblems } from '../faults/fuzz
 import { recordRow } from '../faults/report.ts';
 import { createNetns } from '../helpers/netns.ts';
 import { testCluster } from './env.ts';
-import { clusterSnapshot, converged, listCps, settled, World } from './operator-fixture.ts';
+import { clusterSnapshot, converged, listCps, resolvedFor, settled, World } from './operator-fixture.ts';
 
 interface Edge { name: string; what: string; spec: V1NetworkPolicy['spec'] }
 
@@ -94,7 +94,12 @@ test('policies at the edges of the API: accepted ones compile to exactly the ora
   const writtenMs = performance.now() - started;
   await settled(op);
   const snap = await clusterSnapshot(w.kube);
-  const specs = [...cps.values()].filter((c) => nodes.includes(c.metadata.name)).map((c) => expandSpec(c.spec));
+  // What each node's agent enforces: its spec with the AddressSets it receives.
+  const specs = await Promise.all([...cps.values()].filter((c) => nodes.includes(c.metadata.name)).map(async (c) => {
+    const whole = await resolvedFor(w.kube.custom, c.spec);
+    assert.ok(typeof whole !== 'string', String(whole));
+    return whole;
+  }));
   const wrong = disagreements(snap, specs, false);
   const web = specs.find((s) => s.nodeName === nodes[0])!;
   const ipv6 = web.diagnostics.filter((d) => d.policy.endsWith('/ipv6-blocks'));
