@@ -3,7 +3,8 @@
 // events at all, so writes to its CompiledPolicySet can only come from events on other nodes.
 import { podCIDR } from './synthetic.ts';
 import { nodeName } from './watch-designs.ts';
-import type { KubeletState, PodIdentity } from './kubelet-pod.ts';
+import type { PodIdentity } from './kubelet-pod.ts';
+import type { KubeletState } from './kubelet-status.ts';
 
 export interface ModelNode {
   index: number;

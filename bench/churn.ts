@@ -7,7 +7,8 @@
 //   relabel (1 write)  `kubectl label` of the app label.
 // One cycle of the mix is create, flip, relabel, flip, delete, flip: 12 writes.
 import type { ApiClient } from './h2.ts';
-import { binding, controllerPod, kubeletStatus, type PodIdentity, type Stage } from './kubelet-pod.ts';
+import { binding, controllerPod, type PodIdentity } from './kubelet-pod.ts';
+import { kubeletStatus, type Stage } from './kubelet-status.ts';
 import type { ClusterModel, ModelPod } from './churn-model.ts';
 import { Pacer, type Operation, type PaceResult, type Slot } from './pacer.ts';
 import { MERGE, podName, timestamp } from './populate.ts';
@@ -26,7 +27,10 @@ export interface ChurnResult extends PaceResult {
   ops: Record<OpKind, number>;
 }
 
-export async function churn(api: ApiClient, model: ClusterModel, rng: () => number, rate: number, seconds: number, onWrite?: () => void): Promise<ChurnResult> {
+/** Watch events one accepted write produces: the kubelet's final DELETE first sets the grace period to 0 (MODIFIED), then removes the pod (DELETED). */
+export const eventsOf = (step: string) => (step === 'kubelet delete' ? 2 : 1);
+
+export async function churn(api: ApiClient, model: ClusterModel, rng: () => number, rate: number, seconds: number, onWrite?: (step: string) => void): Promise<ChurnResult> {
   const result: ChurnResult = { rate, seconds: 0, missedTicks: 0, unfinished: 0, writes: 0, byStep: {}, failed: 0, failures: [], ops: { create: 0, delete: 0, flip: 0, relabel: 0 } };
   const write = async (step: string, method: string, path: string, body?: unknown, contentType?: string): Promise<string> => {
     const res = await api.request(method, path, body, contentType);
@@ -37,7 +41,7 @@ export async function churn(api: ApiClient, model: ClusterModel, rng: () => numb
     }
     result.writes++;
     result.byStep[step] = (result.byStep[step] ?? 0) + 1;
-    onWrite?.();
+    onWrite?.(step);
     return res.body;
   };
   const podPath = (id: PodIdentity, sub = '') => `/api/v1/namespaces/${id.namespace}/pods/${id.name}${sub}`;

@@ -1,11 +1,10 @@
-// Pod objects as a cluster writes them (pure; times are passed in): the ReplicaSet controller's
-// create, the scheduler's binding, and the kubelet's status reports (Pending/ContainerCreating →
-// Running → Ready, readiness flips, termination) on Kubernetes 1.34. The apiserver adds defaults,
-// tolerations, qosClass and managedFields itself, as it does for the real writers.
+// Pod objects as a cluster writes them (pure): the ReplicaSet controller's create and the
+// scheduler's binding on Kubernetes 1.34 (the kubelet's reports: bench/kubelet-status.ts). The
+// apiserver adds defaults, tolerations, qosClass and managedFields itself, as for the real writers.
 import { createHash } from 'node:crypto';
 
 export const IMAGE = 'registry.k8s.io/e2e-test-images/agnhost:2.53';
-const MOUNT = '/var/run/secrets/kubernetes.io/serviceaccount';
+export const MOUNT = '/var/run/secrets/kubernetes.io/serviceaccount';
 
 export interface PodIdentity {
   namespace: string;
@@ -16,21 +15,7 @@ export interface PodIdentity {
   nodeName?: string;
 }
 
-export type Stage = 'creating' | 'started' | 'ready' | 'unready' | 'terminating';
-
-/** What the kubelet knows about its pod between reports. */
-export interface KubeletState {
-  hostIP: string;
-  podIP?: string;
-  /** When the pod was scheduled and the kubelet first saw it (startTime). */
-  since: string;
-  sandboxAt?: string;
-  startedAt?: string;
-  readyChangedAt?: string;
-  ready: boolean;
-}
-
-const hex = (text: string, n: number) => createHash('sha256').update(text).digest('hex').slice(0, n);
+export const hex = (text: string, n: number) => createHash('sha256').update(text).digest('hex').slice(0, n);
 const ALNUM = 'bcdfghjklmnpqrstvwxz2456789'; // the alphabet of generated names (k8s.io/apimachinery rand)
 
 /** A generated-looking suffix of `n` characters, stable for `seed`. */
@@ -50,10 +35,15 @@ export function uuid(seed: string): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
+/** The projected service-account token volume ServiceAccount admission would add. */
+export function volumeName(p: PodIdentity): string {
+  return `kube-api-access-${suffix(`vol/${p.namespace}/${p.name}`, 5)}`;
+}
+
 /** The body the ReplicaSet controller POSTs (fieldManager kube-controller-manager). */
 export function controllerPod(p: PodIdentity): Record<string, unknown> {
   const rs = replicaSetOf(p.namespace, p.labels.app ?? 'app');
-  const volume = `kube-api-access-${suffix(`vol/${p.namespace}/${p.name}`, 5)}`;
+  const volume = volumeName(p);
   const probe = (initialDelaySeconds: number) => ({
     httpGet: { path: '/healthz', port: 'http', scheme: 'HTTP' },
     initialDelaySeconds, timeoutSeconds: 1, periodSeconds: 10, successThreshold: 1, failureThreshold: 3,
@@ -112,61 +102,4 @@ export function controllerPod(p: PodIdentity): Record<string, unknown> {
 /** The scheduler's POST to pods/<name>/binding. */
 export function binding(namespace: string, name: string, node: string): Record<string, unknown> {
   return { apiVersion: 'v1', kind: 'Binding', metadata: { name, namespace }, target: { apiVersion: 'v1', kind: 'Node', name: node } };
-}
-
-/** The kubelet's pods/status report at a stage (a JSON merge patch: lists are sent whole); records the stage in `s`. */
-export function kubeletStatus(p: PodIdentity, s: KubeletState, stage: Stage, now: string): Record<string, unknown> {
-  const sandbox = stage !== 'creating';
-  const running = stage === 'started' || stage === 'ready' || stage === 'unready';
-  const ready = stage === 'ready';
-  if (sandbox && !s.sandboxAt) s.sandboxAt = now;
-  if (running && !s.startedAt) s.startedAt = now;
-  if (ready !== s.ready) {
-    s.ready = ready;
-    s.readyChangedAt = now;
-  }
-  const cond = (type: string, status: boolean, since: string, reason?: string) => ({
-    type, observedGeneration: 1, status: status ? 'True' : 'False', lastProbeTime: null, lastTransitionTime: since,
-    ...(reason && !status ? { reason } : {}),
-  });
-  const volume = (controllerPod(p).spec as { volumes: Array<{ name: string }> }).volumes[0].name;
-  const container = hex(`ctr/${p.namespace}/${p.name}`, 64);
-  const state = running
-    ? { running: { startedAt: s.startedAt } }
-    : stage === 'terminating'
-      ? { terminated: { exitCode: 143, reason: 'Error', startedAt: s.startedAt ?? s.since, finishedAt: now, containerID: `containerd://${container}` } }
-      : { waiting: { reason: 'ContainerCreating' } };
-  const readySince = s.readyChangedAt ?? s.since;
-  return {
-    status: {
-      observedGeneration: 1,
-      phase: stage === 'creating' ? 'Pending' : 'Running',
-      conditions: [
-        cond('PodReadyToStartContainers', sandbox, s.sandboxAt ?? s.since),
-        cond('Initialized', true, s.since),
-        cond('Ready', ready, readySince, 'ContainersNotReady'),
-        cond('ContainersReady', ready, readySince, 'ContainersNotReady'),
-        cond('PodScheduled', true, s.since),
-      ],
-      hostIP: s.hostIP,
-      hostIPs: [{ ip: s.hostIP }],
-      ...(s.podIP && sandbox ? { podIP: s.podIP, podIPs: [{ ip: s.podIP }] } : {}),
-      startTime: s.since,
-      containerStatuses: [{
-        name: 'app',
-        state,
-        lastState: {},
-        ready,
-        restartCount: 0,
-        image: IMAGE,
-        imageID: stage === 'creating' ? '' : `registry.k8s.io/e2e-test-images/agnhost@sha256:${hex('agnhost:2.53', 64)}`,
-        ...(stage === 'creating' ? {} : { containerID: `containerd://${container}` }),
-        started: running,
-        allocatedResources: { cpu: '100m', memory: '128Mi' },
-        resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '256Mi' } },
-        volumeMounts: [{ name: volume, mountPath: MOUNT, readOnly: true, recursiveReadOnly: 'Disabled' }],
-        user: { linux: { uid: 0, gid: 0, supplementalGroups: [0, 1, 2, 3, 4, 6, 10, 11, 20, 26, 27] } },
-      }],
-    },
-  };
 }

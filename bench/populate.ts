@@ -2,7 +2,8 @@
 // InternalIP, Ready), NetworkPolicies, and pods created already bound with one kubelet report
 // (Running, Ready, podIP): two writes a pod instead of five; the population is not what is measured.
 import type { ApiClient } from './h2.ts';
-import { controllerPod, kubeletStatus, replicaSetOf, suffix, type PodIdentity } from './kubelet-pod.ts';
+import { controllerPod, replicaSetOf, suffix, type PodIdentity } from './kubelet-pod.ts';
+import { kubeletStatus } from './kubelet-status.ts';
 import { ClusterModel, type ModelNode, type ModelPod } from './churn-model.ts';
 import { syntheticCluster, type SyntheticSize } from './synthetic.ts';
 

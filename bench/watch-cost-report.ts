@@ -13,7 +13,7 @@ function health(r: WatchCostRow): string {
   if (w.notOpened) parts.push(`${w.notOpened} of ${w.streams} watches not opened`);
   if (terminated) parts.push(`apiserver closed slow watchers: ${terminated}`);
   if (sum(w.ends)) parts.push(`${sum(w.ends)} watch ends (${Object.entries(w.ends).map(([k, v]) => `${v}× ${k}`).join(', ')}), ${w.resumes} resumed, ${w.relists} relists (${kib(r.relistBytesPerEvent)} / event)${w.failed ? `, ${w.failed} lost for good` : ''}`);
-  if (r.lag.maxBacklogEvents !== undefined) parts.push(`slowest watcher ≤ ${r.lag.maxBacklogEvents} writes behind`);
+  if (r.lag.maxBacklogEvents !== undefined) parts.push(`slowest watcher ≤ ${r.lag.maxBacklogEvents} events behind`);
   if (r.lag.undeliveredEvents) parts.push(`${r.lag.undeliveredEvents} events not delivered when the ${r.lag.drainSeconds.toFixed(0)} s drain ended`);
   parts.push(`drained in ${r.lag.drainSeconds.toFixed(1)} s`);
   if (r.benchLoopDelayMs.max > 100) parts.push(`bench event loop late by up to ${r.benchLoopDelayMs.max.toFixed(0)} ms`);

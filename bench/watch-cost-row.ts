@@ -39,6 +39,8 @@ export interface WatchCostRow {
   operatorSpecBytesPerEvent?: { cps: number; addressSets: number };
   /** Pod writes by the apiserver's own count (cross-check of events). */
   apiserverPodWrites: number;
+  /** Every accepted write by "resource[/subresource] VERB" (apiserver_request_total), per event. */
+  apiserverWritesPerEvent: Record<string, number>;
   /** Cores used over the phase; `other` is the machine's busy cores that none of the three account for (another job running). */
   cpuCores: { apiserver: number; etcd: number; bench: number; other: number };
   benchLoopDelayMs: { p99: number; max: number };
@@ -100,6 +102,7 @@ export function toRow(nodes: number, m: PhaseMeasurement, quietNodes: number): W
     addressSetWritesPerEvent: per(writesOf(writes, 'addresssets'), events),
     ...(m.operatorBytes ? { operatorSpecBytesPerEvent: { cps: per(m.operatorBytes.cps, events), addressSets: per(m.operatorBytes.addressSets, events) } } : {}),
     apiserverPodWrites: writesOf(writes, 'pods', 'pods/status', 'pods/binding'),
+    apiserverWritesPerEvent: perKind(writes),
     cpuCores: cores(m),
     benchLoopDelayMs: { p99: m.host.loopDelayP99Ms, max: m.host.loopDelayMaxMs },
     watchers: {

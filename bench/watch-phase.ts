@@ -5,7 +5,7 @@ import { counterTotal } from '../operator/metrics.ts';
 import type { OperatorHandle } from '../operator/operator.ts';
 import type { ClusterModel } from './churn-model.ts';
 import { prng } from './churn-model.ts';
-import { churn, type ChurnResult } from './churn.ts';
+import { churn, eventsOf, type ChurnResult } from './churn.ts';
 import type { ApiClient, Endpoint } from './h2.ts';
 import { delta, snapshot, type ServerDelta } from './server-metrics.ts';
 import { watchLoad } from './host-load.ts';
@@ -39,10 +39,10 @@ export interface PhaseMeasurement {
   /** How often the server ended a watch, by reason; each was resumed from its last resourceVersion. */
   ends: Record<string, number>;
   recovery: { resumes: number; relists: number; relistBytes: number; failed: number };
-  /** Largest number of pod writes the slowest all-pods watcher was behind (sampled every 250 ms). */
+  /** Largest number of pod events the slowest all-pods watcher was behind (sampled every 250 ms). */
   maxBacklog?: number;
   drainSeconds: number;
-  /** Pod writes the working all-pods watchers had not received when the drain timed out. */
+  /** Pod events the working all-pods watchers had not received when the drain timed out. */
   undelivered?: number;
   benchCpuSeconds: number;
   /** Busy cores of the whole machine (other work included) and this process's event-loop delay. */
@@ -75,22 +75,23 @@ export async function runPhase(ctx: PhaseContext, design: Design, rate: number, 
     const opBefore = await operatorBytes(ctx.operator);
     const load = watchLoad();
     const podStreams = pool.streams.filter((s) => s.spec.kind === 'pods');
-    let written = 0;
+    // Pod watch events the accepted writes produce: what every all-pods watcher must receive.
+    let expected = 0;
     let maxBacklog = 0;
     const sampler = setInterval(() => {
       const live = podStreams.filter((s) => !s.failed);
-      if (live.length) maxBacklog = Math.max(maxBacklog, written - Math.min(...live.map((s) => s.events)));
+      if (live.length) maxBacklog = Math.max(maxBacklog, expected - Math.min(...live.map((s) => s.events)));
     }, 250);
     let result: ChurnResult;
     try {
-      result = await churn(ctx.api, ctx.model, prng(ctx.nodes * 1000 + rate), rate, seconds, () => written++);
+      result = await churn(ctx.api, ctx.model, prng(ctx.nodes * 1000 + rate), rate, seconds, (step) => (expected += eventsOf(step)));
     } finally {
       clearInterval(sampler);
     }
     const drainStarted = performance.now();
     const deadline = drainStarted + DRAIN_MS;
     const drained = () => podStreams.length
-      ? podStreams.every((s) => s.failed || s.events >= written)
+      ? podStreams.every((s) => s.failed || s.events >= expected)
       : (ctx.operator?.idle() ?? true) && performance.now() - Math.max(pool.lastDataAt(), drainStarted) > 2_000;
     while (!drained() && performance.now() < deadline) await sleep(50);
     const drainSeconds = (performance.now() - drainStarted) / 1000;
@@ -114,7 +115,7 @@ export async function runPhase(ctx: PhaseContext, design: Design, rate: number, 
       received, wireBytes: pool.wireBytes() - wire0, perNodeBytes: perNode, quietNodeCpsEvents,
       ends: pool.ends(),
       recovery: pool.recovery(),
-      ...(podStreams.length ? { maxBacklog, undelivered: podStreams.filter((s) => !s.failed).reduce((sum, s) => sum + Math.max(0, written - s.events), 0) } : {}),
+      ...(podStreams.length ? { maxBacklog, undelivered: podStreams.filter((s) => !s.failed).reduce((sum, s) => sum + Math.max(0, expected - s.events), 0) } : {}),
       drainSeconds,
       benchCpuSeconds: (cpu.user + cpu.system) / 1e6,
       host,

@@ -1,10 +1,11 @@
 // One simulated node's watch: an HTTP/2 stream of newline-delimited JSON watch events. It counts
 // the body bytes (no Content-Encoding is asked for, so these are the bytes the apiserver sent, less
-// HTTP/2 and TLS framing) and the events by type, reading only the first bytes of each line and the
-// object's resourceVersion. When the server ends the watch (e.g. it closed a watcher that fell
-// behind) it resumes from the last resourceVersion seen, as client-node's ListWatch and client-go's
-// reflector do; after an ERROR event (410: too old) it lists again first, and counts those bytes.
+// HTTP/2 and TLS framing) and the events (bench/watch-lines.ts). When the server ends the watch
+// (e.g. it closed a watcher that fell behind) it resumes from the last resourceVersion seen, as
+// client-node's ListWatch and client-go's reflector do; after an ERROR event (410: too old) it
+// lists again first, and counts those bytes.
 import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
+import { WatchLines } from './watch-lines.ts';
 
 export interface WatchSpec {
   /** Index of the simulated node. */
@@ -17,18 +18,7 @@ export interface WatchSpec {
   query: Record<string, string>;
 }
 
-const HEAD = 24; // {"type":"BOOKMARK" fits
-const RV = Buffer.from('"resourceVersion":"');
 const MAX_RESUMES = 100;
-const TAIL = 64; // the pattern and a resourceVersion fit
-
-/** The value of the first `"resourceVersion":"…"` that lies wholly within buf[from, to). */
-function findRV(buf: Buffer, from: number, to: number): string | undefined {
-  const at = buf.indexOf(RV, from);
-  if (at < 0 || at >= to) return undefined;
-  const quote = buf.indexOf(34, at + RV.length);
-  return quote >= 0 && quote < to ? buf.toString('latin1', at + RV.length, quote) : undefined;
-}
 
 function getBody(session: ClientHttp2Session, path: string): Promise<Buffer> {
   return new Promise((resolve, reject) => {
@@ -44,10 +34,8 @@ function getBody(session: ClientHttp2Session, path: string): Promise<Buffer> {
 
 export class WatchStream {
   readonly spec: WatchSpec;
+  readonly lines: WatchLines;
   bytes = 0;
-  events = 0;
-  bookmarks = 0;
-  errors = 0;
   resumes = 0;
   relists = 0;
   /** Bytes of the lists read again because a watch could not resume. */
@@ -60,12 +48,6 @@ export class WatchStream {
   readonly ends: Record<string, number> = {};
   /** Set when the watch could not be reopened: it is gone for good. */
   failed?: string;
-  private lastRV: string;
-  private head = '';
-  private lineRV?: string;
-  /** The line's last bytes while its resourceVersion is not found: it may straddle two chunks. */
-  private tail = Buffer.alloc(0);
-  private relistNeeded = false;
   private session?: ClientHttp2Session;
   private stream?: ClientHttp2Stream;
   private closing = false;
@@ -73,7 +55,16 @@ export class WatchStream {
 
   constructor(spec: WatchSpec, resourceVersion: string) {
     this.spec = spec;
-    this.lastRV = resourceVersion;
+    this.lines = new WatchLines(resourceVersion);
+  }
+
+  get events(): number {
+    return this.lines.events;
+  }
+
+  /** Open now and answered 200. */
+  get live(): boolean {
+    return this.connected;
   }
 
   /** Sends the request; resolves when the response headers arrive (or the stream fails). */
@@ -84,7 +75,8 @@ export class WatchStream {
 
   /** Counters back to zero (the start of a measured phase). */
   reset(): void {
-    this.bytes = this.events = this.bookmarks = this.errors = this.resumes = this.relists = this.relistBytes = 0;
+    this.bytes = this.resumes = this.relists = this.relistBytes = 0;
+    this.lines.resetCounts();
     for (const k of Object.keys(this.ends)) delete this.ends[k];
   }
 
@@ -93,19 +85,15 @@ export class WatchStream {
     this.stream?.close();
   }
 
-  /** Open now and answered 200. */
-  get live(): boolean {
-    return this.connected;
-  }
-
-  private path(watch: boolean): string {
-    const query = new URLSearchParams(watch ? { ...this.spec.query, watch: 'true', resourceVersion: this.lastRV } : { ...this.spec.query });
+  path(watch: boolean): string {
+    const query = new URLSearchParams(watch ? { ...this.spec.query, watch: 'true', resourceVersion: this.lines.lastRV } : { ...this.spec.query });
     if (!watch) query.delete('allowWatchBookmarks');
     return `${this.spec.base}?${query}`;
   }
 
   private connect(timeoutMs = 60_000): Promise<void> {
     const session = this.session!;
+    this.lines.restart();
     return new Promise((resolve) => {
       let answered = false;
       const stream = session.request({ ':method': 'GET', ':path': this.path(true), accept: 'application/json' }, { endStream: true });
@@ -118,7 +106,11 @@ export class WatchStream {
         this.connected = this.status === 200;
         resolve();
       });
-      stream.on('data', (chunk: Buffer) => this.consume(chunk));
+      stream.on('data', (chunk: Buffer) => {
+        this.bytes += chunk.length;
+        this.lastDataAt = performance.now();
+        this.lines.push(chunk);
+      });
       stream.on('error', () => {}); // 'close' follows
       stream.on('close', () => {
         clearTimeout(timer);
@@ -137,7 +129,7 @@ export class WatchStream {
       return;
     }
     this.resumes++;
-    const relist = this.relistNeeded || this.status === 410;
+    const relist = this.lines.errorSeen || this.status === 410;
     void (async () => {
       try {
         if (relist) await this.relist();
@@ -149,50 +141,10 @@ export class WatchStream {
   }
 
   private async relist(): Promise<void> {
-    this.relistNeeded = false;
+    this.lines.errorSeen = false;
     this.relists++;
     const body = await getBody(this.session!, this.path(false));
     this.relistBytes += body.length;
-    this.lastRV = (JSON.parse(body.toString('utf8')) as { metadata: { resourceVersion: string } }).metadata.resourceVersion;
-  }
-
-  private consume(chunk: Buffer): void {
-    this.bytes += chunk.length;
-    this.lastDataAt = performance.now();
-    let pos = 0;
-    while (pos < chunk.length) {
-      const nl = chunk.indexOf(10, pos);
-      const end = nl < 0 ? chunk.length : nl;
-      if (this.head.length < HEAD) this.head += chunk.toString('latin1', pos, Math.min(end, pos + HEAD - this.head.length));
-      if (this.lineRV === undefined) this.scanRV(chunk, pos, end);
-      if (nl < 0) return;
-      this.classify(this.head);
-      if (this.lineRV) this.lastRV = this.lineRV;
-      this.head = '';
-      this.lineRV = undefined;
-      this.tail = Buffer.alloc(0);
-      pos = nl + 1;
-    }
-  }
-
-  /** The first resourceVersion of a line is the object's (metadata precedes everything that could hold another). */
-  private scanRV(chunk: Buffer, pos: number, end: number): void {
-    if (this.tail.length) {
-      const seam = Buffer.concat([this.tail, chunk.subarray(pos, Math.min(end, pos + TAIL))]);
-      this.lineRV = findRV(seam, 0, seam.length);
-    }
-    this.lineRV ??= findRV(chunk, pos, end);
-    if (this.lineRV !== undefined) return;
-    const piece = chunk.subarray(Math.max(pos, end - TAIL), end);
-    this.tail = Buffer.from(Buffer.concat([this.tail, piece]).subarray(-TAIL));
-  }
-
-  private classify(head: string): void {
-    const type = /"type":"(\w+)"/.exec(head)?.[1];
-    if (type === 'BOOKMARK') this.bookmarks++;
-    else if (type === 'ERROR') {
-      this.errors++;
-      this.relistNeeded = true;
-    } else if (type) this.events++;
+    this.lines.lastRV = (JSON.parse(body.toString('utf8')) as { metadata: { resourceVersion: string } }).metadata.resourceVersion;
   }
 }

@@ -1,10 +1,13 @@
 // The pure helpers of `npm run bench -- watch-cost`: the /metrics parser, the kubelet-shaped pod
-// reports, the watch stream's event counting and the churn model's bookkeeping.
+// reports, the watch stream's event counting and resume point, the churn model's bookkeeping and
+// the host load reader.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { byLabel, parseMetrics, total } from '../../bench/prom-text.ts';
-import { binding, controllerPod, kubeletStatus, type KubeletState, type PodIdentity } from '../../bench/kubelet-pod.ts';
+import { binding, controllerPod, type PodIdentity } from '../../bench/kubelet-pod.ts';
+import { kubeletStatus, type KubeletState } from '../../bench/kubelet-status.ts';
 import { WatchStream } from '../../bench/watch-stream.ts';
+import { WatchLines } from '../../bench/watch-lines.ts';
 import { ClusterModel, prng, type ModelPod } from '../../bench/churn-model.ts';
 import { hostBusySeconds } from '../../bench/host-load.ts';
 
@@ -73,11 +76,7 @@ test('kubelet reports walk Pending/ContainerCreating → Running → Ready and k
   assert.equal(cond(terminating, 'Ready').status, 'False');
 });
 
-test('a watch stream counts bytes and events by type and resumes from the last whole event, lines split anywhere', () => {
-  const stream = new WatchStream({ node: 0, kind: 'pods', base: '/api/v1/pods', query: { allowWatchBookmarks: 'true' } }, '100');
-  const inside = stream as unknown as { consume(b: Buffer): void; path(watch: boolean): string };
-  assert.equal(inside.path(true), '/api/v1/pods?allowWatchBookmarks=true&watch=true&resourceVersion=100');
-  assert.equal(inside.path(false), '/api/v1/pods?', 'a relist asks for no bookmarks');
+test('watch lines: events by type, and the resourceVersion to resume from, lines split anywhere', () => {
   const body = Buffer.from([
     '{"type":"MODIFIED","object":{"kind":"Pod","metadata":{"name":"a","resourceVersion":"101"}}}',
     '{"type":"BOOKMARK","object":{"kind":"Pod","metadata":{"resourceVersion":"105"}}}',
@@ -86,17 +85,23 @@ test('a watch stream counts bytes and events by type and resumes from the last w
     '{"type":"MODIFIED","object":{"kind":"Pod","metadata":{"name":"b","resourceVersion":"109"',
   ].join('\n'));
   for (const step of [1, 7, 64, body.length]) {
-    const s = new WatchStream({ node: 0, kind: 'pods', base: '/api/v1/pods', query: {} }, '100');
-    const feed = (s as unknown as { consume(b: Buffer): void }).consume.bind(s);
-    for (let i = 0; i < body.length; i += step) feed(body.subarray(i, i + step));
-    assert.equal(s.bytes, body.length);
-    assert.deepEqual([s.events, s.bookmarks, s.errors], [2, 1, 1]);
+    const lines = new WatchLines('100');
+    for (let i = 0; i < body.length; i += step) lines.push(body.subarray(i, i + step));
+    assert.deepEqual([lines.events, lines.bookmarks, lines.errors, lines.errorSeen], [2, 1, 1, true], `step ${step}`);
     // The incomplete last line does not count: a resume repeats it.
-    assert.equal((s as unknown as { path(w: boolean): string }).path(true), '/api/v1/pods?watch=true&resourceVersion=107', `step ${step}`);
+    assert.equal(lines.lastRV, '107', `step ${step}`);
+    lines.restart();
+    lines.push(Buffer.from('{"type":"ADDED","object":{"metadata":{"resourceVersion":"110"}}}\n'));
+    assert.equal(lines.lastRV, '110');
   }
-  inside.consume(Buffer.from('{"type":"ADDED"}\n'));
-  stream.reset();
-  assert.equal(stream.bytes + stream.events, 0);
+});
+
+test('a watch resumes where it was; a relist asks for no bookmarks', () => {
+  const stream = new WatchStream({ node: 0, kind: 'pods', base: '/api/v1/pods', query: { allowWatchBookmarks: 'true' } }, '100');
+  assert.equal(stream.path(true), '/api/v1/pods?allowWatchBookmarks=true&watch=true&resourceVersion=100');
+  stream.lines.push(Buffer.from('{"type":"MODIFIED","object":{"metadata":{"resourceVersion":"120"}}}\n'));
+  assert.equal(stream.path(true), '/api/v1/pods?allowWatchBookmarks=true&watch=true&resourceVersion=120');
+  assert.equal(stream.path(false), '/api/v1/pods?');
 });
 
 test('churn model: quiet nodes are never picked, removed pods never come back, addresses recycle', () => {
