@@ -31,7 +31,7 @@ export class SetStore {
     const set = setOfShard(object.metadata.name);
     let group = this.bySet.get(set);
     const known = group?.get(object.metadata.name);
-    if (known && known.metadata.resourceVersion === object.metadata.resourceVersion && known.metadata.uid === object.metadata.uid) return false;
+    if (known && known.metadata.uid === object.metadata.uid && !newerVersion(object, known)) return false;
     if (!group) this.bySet.set(set, (group = new Map()));
     const { managedFields: _managed, ...metadata } = object.metadata;
     group.set(object.metadata.name, { ...object, metadata });
@@ -49,6 +49,14 @@ export class SetStore {
     if (group.size === 0) this.bySet.delete(set);
     return true;
   }
+}
+
+/** A watch event older than our own write's response is no news (resourceVersions are etcd revisions). */
+function newerVersion(candidate: AddressSet, known: AddressSet): boolean {
+  const a = candidate.metadata.resourceVersion ?? '';
+  const b = known.metadata.resourceVersion ?? '';
+  if (/^\d+$/.test(a) && /^\d+$/.test(b)) return BigInt(a) > BigInt(b);
+  return a !== b;
 }
 
 /** The layout the shards on the apiserver follow: their newest epoch (a missing shard is recreated in it). */
