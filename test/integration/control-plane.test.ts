@@ -130,18 +130,36 @@ test('a valid CompiledPolicySet is stored and read back unchanged', async (t) =>
 });
 
 test('kubectl get cps prints the printer columns', async (t) => {
-  const created = await createCps(t, 'columns', (name) => ({ ...validSpec(name), counts: { policies: 2, rules: 5, sets: 3, entries: 7, pods: 1 } }));
+  const created = await createCps(t, 'columns', (name) => ({ ...validSpec(name), counts: { policies: 2, rules: 5, sets: 3, sharedSets: 1, entries: 7, pods: 1 } }));
   const name = created.metadata.name;
   const before = await testCluster().kubectl(['get', 'cps', name]);
   assert.equal(before.exitCode, 0, before.stderr);
   const [header, row] = table(before.stdout);
-  assert.deepEqual(header, ['NAME', 'NODE', 'POLICIES', 'RULES', 'SETS', 'ENTRIES', 'GENERATION', 'APPLIED', 'INSYNC', 'AGE']);
-  assert.deepEqual(row.slice(0, 9), [name, name, '2', '5', '3', '7', '1', '', '']);
+  assert.deepEqual(header, ['NAME', 'NODE', 'POLICIES', 'RULES', 'SETS', 'SHARED', 'ENTRIES', 'GENERATION', 'APPLIED', 'INSYNC', 'AGE']);
+  assert.deepEqual(row.slice(0, 10), [name, name, '2', '5', '3', '1', '7', '1', '', '']);
 
   await custom.replaceClusterCustomObjectStatus({ ...api, name, body: { ...(await getCps(name)), status: inSync(1) } });
   const after = await testCluster().kubectl(['get', 'compiledpolicysets.fencer.dev', name]);
   assert.equal(after.exitCode, 0, after.stderr);
-  assert.deepEqual(table(after.stdout)[1].slice(6, 9), ['1', '1', 'True']);
+  assert.deepEqual(table(after.stdout)[1].slice(7, 10), ['1', '1', 'True']);
+});
+
+test('kubectl get aset prints what a shard holds, and its set\'s consumers', async (t) => {
+  const aset = { group: 'fencer.dev', version: 'v1alpha1', plural: 'addresssets' };
+  const name = `p-${randomBytes(8).toString('hex')}-0-0`;
+  await custom.createClusterCustomObject({ ...aset, body: {
+    apiVersion: 'fencer.dev/v1alpha1', kind: 'AddressSet', metadata: { name },
+    spec: { set: name.slice(0, 18), kind: 'ip', origin: 'pods with app=web', epoch: 0, shard: 0, shards: 1, size: 2, nodes: 3, members: ['10.0.0.1', '10.0.0.2'] },
+  } });
+  t.after(() => custom.deleteClusterCustomObject({ ...aset, name }).catch(() => undefined));
+  const got = await testCluster().kubectl(['get', 'aset', name, '-o', 'wide']);
+  assert.equal(got.exitCode, 0, got.stderr);
+  const [header, row] = table(got.stdout);
+  assert.deepEqual(header, ['NAME', 'SET', 'KIND', 'SHARD', 'SHARDS', 'MEMBERS', 'NODES', 'ORIGIN', 'AGE']);
+  assert.deepEqual(row.slice(0, 7), [name, name.slice(0, 18), 'ip', '0', '1', '2', '3']);
+  const rejected = await testCluster().kubectl(['get', 'fencer']);
+  assert.equal(rejected.exitCode, 0, 'both kinds are in the fencer category');
+  assert.match(rejected.stdout, new RegExp(`addressset.fencer.dev/${name}`));
 });
 
 /** kubectl's table output as cells, cut at the header's column starts (empty cells stay empty). */
