@@ -43,7 +43,8 @@ export interface WatchCostRow {
   apiserverWritesPerEvent: Record<string, number>;
   /** Cores used over the phase; `other` is the machine's busy cores that none of the three account for (another job running). */
   cpuCores: { apiserver: number; etcd: number; bench: number; other: number };
-  benchLoopDelayMs: { p99: number; max: number };
+  /** Event-loop delay of the bench's main thread (operator, churn) and of its watch thread. */
+  benchLoopDelayMs: { p99: number; max: number; watchP99: number; watchMax: number };
   watchers: {
     streams: number;
     notOpened: number;
@@ -104,7 +105,7 @@ export function toRow(nodes: number, m: PhaseMeasurement, quietNodes: number): W
     apiserverPodWrites: writesOf(writes, 'pods', 'pods/status', 'pods/binding'),
     apiserverWritesPerEvent: perKind(writes),
     cpuCores: cores(m),
-    benchLoopDelayMs: { p99: m.host.loopDelayP99Ms, max: m.host.loopDelayMaxMs },
+    benchLoopDelayMs: { p99: m.host.loopDelayP99Ms, max: m.host.loopDelayMaxMs, watchP99: m.host.watchLoopDelayP99Ms, watchMax: m.host.watchLoopDelayMaxMs },
     watchers: {
       streams: m.streams, notOpened: m.notOpened, ends: m.ends, resumes: m.recovery.resumes, relists: m.recovery.relists, failed: m.recovery.failed,
       terminatedByApiserver: m.server.apiserver.terminatedWatchers, openSeconds: m.openSeconds,

@@ -1,5 +1,6 @@
 // One measured phase: N nodes' watches of one design open, churn at one rate for a bounded time,
 // wait until the watchers have what was sent (bounded), and the servers' counters before and after.
+// The watches run on a thread of their own (bench/watch-worker.ts).
 import { setTimeout as sleep } from 'node:timers/promises';
 import { counterTotal } from '../operator/metrics.ts';
 import type { OperatorHandle } from '../operator/operator.ts';
@@ -10,7 +11,7 @@ import type { ApiClient, Endpoint } from './h2.ts';
 import { delta, snapshot, type ServerDelta } from './server-metrics.ts';
 import { watchLoad } from './host-load.ts';
 import { watchSpecs, type Design } from './watch-designs.ts';
-import { WatchPool } from './watch-pool.ts';
+import { RemoteWatchPool } from './watch-worker.ts';
 
 export interface PhaseContext {
   ep: Endpoint;
@@ -45,8 +46,8 @@ export interface PhaseMeasurement {
   /** Pod events the working all-pods watchers had not received when the drain timed out. */
   undelivered?: number;
   benchCpuSeconds: number;
-  /** Busy cores of the whole machine (other work included) and this process's event-loop delay. */
-  host: { hostBusyCores: number; loopDelayP99Ms: number; loopDelayMaxMs: number };
+  /** Busy cores of the whole machine (other work included), the main thread's and the watch thread's event-loop delay. */
+  host: { hostBusyCores: number; loopDelayP99Ms: number; loopDelayMaxMs: number; watchLoopDelayP99Ms: number; watchLoopDelayMaxMs: number };
   /** Bytes of CompiledPolicySet and AddressSet specs the operator sent (its own counters). */
   operatorBytes?: { cps: number; addressSets: number };
 }
@@ -64,23 +65,28 @@ async function currentResourceVersion(api: ApiClient): Promise<string> {
 }
 
 export async function runPhase(ctx: PhaseContext, design: Design, rate: number, seconds: number): Promise<PhaseMeasurement> {
-  const pool = await WatchPool.open(ctx.ep, watchSpecs(design, ctx.nodes), await currentResourceVersion(ctx.api), ctx.nodesPerConnection);
+  const specs = watchSpecs(design, ctx.nodes);
+  const pool = await RemoteWatchPool.open({ ep: ctx.ep, specs, resourceVersion: await currentResourceVersion(ctx.api), nodesPerConnection: ctx.nodesPerConnection });
   try {
-    const notOpened = pool.streams.filter((s) => s.status !== 200).length;
     await sleep(2_000);
-    pool.reset();
-    const wire0 = pool.wireBytes();
+    await pool.reset();
+    const wire0 = (await pool.summary()).wireBytes;
     const cpu0 = process.cpuUsage();
     const before = await snapshot(ctx.etcdUrl, ctx.api);
     const opBefore = await operatorBytes(ctx.operator);
     const load = watchLoad();
-    const podStreams = pool.streams.filter((s) => s.spec.kind === 'pods');
+    const watchesPods = specs.some((s) => s.kind === 'pods');
     // Pod watch events the accepted writes produce: what every all-pods watcher must receive.
     let expected = 0;
     let maxBacklog = 0;
+    let sampling = false;
     const sampler = setInterval(() => {
-      const live = podStreams.filter((s) => !s.failed);
-      if (live.length) maxBacklog = Math.max(maxBacklog, expected - Math.min(...live.map((s) => s.events)));
+      if (sampling || !watchesPods) return;
+      sampling = true;
+      const due = expected;
+      void pool.summary().then((s) => {
+        if (s.minPodEvents !== undefined) maxBacklog = Math.max(maxBacklog, due - s.minPodEvents);
+      }).finally(() => (sampling = false));
     }, 250);
     let result: ChurnResult;
     try {
@@ -89,39 +95,43 @@ export async function runPhase(ctx: PhaseContext, design: Design, rate: number, 
       clearInterval(sampler);
     }
     const drainStarted = performance.now();
-    const deadline = drainStarted + DRAIN_MS;
-    const drained = () => podStreams.length
-      ? podStreams.every((s) => s.failed || s.events >= expected)
-      : (ctx.operator?.idle() ?? true) && performance.now() - Math.max(pool.lastDataAt(), drainStarted) > 2_000;
-    while (!drained() && performance.now() < deadline) await sleep(50);
+    const drained = async () => {
+      const s = await pool.summary();
+      if (watchesPods) return s.minPodEvents === undefined || s.minPodEvents >= expected;
+      return (ctx.operator?.idle() ?? true) && s.idleMs > 2_000 && performance.now() - drainStarted > 2_000;
+    };
+    while (!(await drained()) && performance.now() < drainStarted + DRAIN_MS) await sleep(50);
     const drainSeconds = (performance.now() - drainStarted) / 1000;
     const host = load.stop();
     const after = await snapshot(ctx.etcdUrl, ctx.api);
     const opAfter = await operatorBytes(ctx.operator);
     const cpu = process.cpuUsage(cpu0);
+    const [summary, streams, watchLoop] = await Promise.all([pool.summary(), pool.streams(), pool.loopDelay()]);
     const received: PhaseMeasurement['received'] = {};
     const perNode = new Array<number>(ctx.nodes).fill(0);
     let quietNodeCpsEvents = 0;
-    for (const s of pool.streams) {
-      const r = (received[s.spec.kind] ??= { bytes: 0, events: 0 });
+    let undelivered = 0;
+    for (const s of streams) {
+      const r = (received[s.kind] ??= { bytes: 0, events: 0 });
       r.bytes += s.bytes;
       r.events += s.events;
-      perNode[s.spec.node] += s.bytes;
-      if (s.spec.kind === 'cps' && ctx.model.nodes[s.spec.node].quiet) quietNodeCpsEvents += s.events;
+      perNode[s.node] += s.bytes;
+      if (s.kind === 'cps' && ctx.model.nodes[s.node].quiet) quietNodeCpsEvents += s.events;
+      if (s.kind === 'pods' && !s.failed) undelivered += Math.max(0, expected - s.events);
     }
     return {
       design, rate, churn: result, server: delta(before, after),
-      openSeconds: pool.openMs / 1000, streams: pool.streams.length, notOpened,
-      received, wireBytes: pool.wireBytes() - wire0, perNodeBytes: perNode, quietNodeCpsEvents,
-      ends: pool.ends(),
-      recovery: pool.recovery(),
-      ...(podStreams.length ? { maxBacklog, undelivered: podStreams.filter((s) => !s.failed).reduce((sum, s) => sum + Math.max(0, expected - s.events), 0) } : {}),
+      openSeconds: pool.openMs / 1000, streams: streams.length, notOpened: pool.notOpened,
+      received, wireBytes: summary.wireBytes - wire0, perNodeBytes: perNode, quietNodeCpsEvents,
+      ends: summary.ends,
+      recovery: summary.recovery,
+      ...(watchesPods ? { maxBacklog, undelivered } : {}),
       drainSeconds,
       benchCpuSeconds: (cpu.user + cpu.system) / 1e6,
-      host,
+      host: { ...host, watchLoopDelayP99Ms: watchLoop.p99, watchLoopDelayMaxMs: watchLoop.max },
       ...(opBefore && opAfter ? { operatorBytes: { cps: opAfter.cps - opBefore.cps, addressSets: opAfter.addressSets - opBefore.addressSets } } : {}),
     };
   } finally {
-    pool.close();
+    await pool.close();
   }
 }
