@@ -42,6 +42,8 @@ export class SetWriter {
   private readonly namedBy = new Map<string, Set<string>>();
   private readonly namesOf = new Map<string, string[]>();
   private leading = false;
+  /** Sets found or made equal to the compile since this replica began leading. */
+  private readonly maintained = new Set<string>();
 
   constructor(deps: SetWriterDeps) {
     this.deps = deps;
@@ -87,12 +89,14 @@ export class SetWriter {
 
   lead(): void {
     this.leading = true;
+    this.maintained.clear();
     for (const set of new Set([...this.deps.setIds(), ...this.store.setIds()])) this.queue.add(set);
     this.queue.resume();
   }
 
   async standBy(): Promise<void> {
     this.leading = false;
+    this.maintained.clear();
     this.queue.pause();
     this.queue.clear();
     await this.queue.drain();
@@ -105,7 +109,9 @@ export class SetWriter {
   async ensureDelivered(node: string, refs: ReadonlyArray<{ name: string; kind: IPSetKind }>): Promise<boolean> {
     // Current, not only whole: a spec must never name a set whose shards still hold members the
     // compile has moved past (another operator may have led meanwhile and left them behind).
-    const ready = (r: { name: string; kind: IPSetKind }) => this.delivered(r, node) && this.current(r.name);
+    // Once a set has been brought up to date under this leadership, its later changes are ours and
+    // already queued: waiting for each would starve the spec of a set that churns without pause.
+    const ready = (r: { name: string; kind: IPSetKind }) => this.delivered(r, node) && (this.maintained.has(r.name) || this.current(r.name));
     const pending = refs.filter((r) => !ready(r));
     if (pending.length === 0) return true;
     for (const r of pending) this.queue.add(r.name);
@@ -145,6 +151,7 @@ export class SetWriter {
       const plan = planSet(set, this.deps.desired(set), [...(this.namedBy.get(set) ?? [])].sort(), this.store.shards(set));
       if (plan.writes.length === 0 && plan.deletes.length === 0) {
         this.retries.delete(set);
+        this.maintained.add(set);
         return;
       }
       try {
