@@ -2,7 +2,7 @@
 // label, and a shard moving between them may be seen leaving one before it enters the other, or the
 // other way round). A shard counts while any watch holds it; each shard is checked once per version
 // as it arrives, and one that fails is left out (its set is then incomplete and waits).
-import type { AddressSet, AddressSetSpec } from '../crds/address-set.ts';
+import { newestRevision, revision, setOfShard, type AddressSet, type AddressSetSpec } from '../crds/address-set.ts';
 import { membersFromShards, type SetLookup } from '../crds/resolve.ts';
 import { addressSetSchemaErrors } from '../crds/schema.ts';
 import type { SharedSetRef } from '../crds/types.ts';
@@ -37,7 +37,7 @@ export class SharedSetCache {
       const bad = shards.find((s) => s.problem);
       const result = bad ? { missing: `shard ${bad.object.metadata.name} is rejected: ${bad.problem}` } : membersFromShards(ref, shards.map((s) => s.object.spec));
       if ('members' in result) this.trusted.add(result.members);
-      const newest = 'members' in result ? newestVersion(shards.filter((s) => s.object.spec.epoch === result.epoch)) : undefined;
+      const newest = 'members' in result ? newestRevision(shards.filter((s) => s.object.spec.epoch === result.epoch).map((s) => s.object)) : undefined;
       this.resolved.set(ref.name, (cached = { kind: ref.kind, result, newest }));
     }
     // The spec was written against shards at least this new: older ones are not what it means yet.
@@ -110,17 +110,8 @@ function check(object: AddressSet): Held {
 /** Keeps a shard whose spec is unusable indexable by name (its set is then reported incomplete). */
 function withSpec(object: AddressSet): AddressSet {
   const spec = (object.spec ?? {}) as Partial<AddressSetSpec>;
-  const set = typeof spec.set === 'string' ? spec.set : /^[a-z]-[0-9a-f]{16}(?=-)/.exec(object.metadata.name)?.[0] ?? object.metadata.name;
+  const set = typeof spec.set === 'string' ? spec.set : setOfShard(object.metadata.name);
   return { ...object, spec: { ...spec, set, members: Array.isArray(spec.members) ? spec.members : [] } as AddressSetSpec };
-}
-
-function newestVersion(shards: Held[]): bigint | undefined {
-  let newest: bigint | undefined;
-  for (const s of shards) {
-    const rv = s.object.metadata.resourceVersion;
-    if (rv && /^\d+$/.test(rv) && (newest === undefined || BigInt(rv) > newest)) newest = BigInt(rv);
-  }
-  return newest;
 }
 
 function sameVersion(a: AddressSet, b: AddressSet): boolean {
@@ -129,8 +120,7 @@ function sameVersion(a: AddressSet, b: AddressSet): boolean {
 
 /** resourceVersions are etcd revisions: compared as numbers (the same object seen by two watches). */
 function newer(a: AddressSet, b: AddressSet): boolean {
-  const ra = a.metadata.resourceVersion ?? '';
-  const rb = b.metadata.resourceVersion ?? '';
-  if (/^\d+$/.test(ra) && /^\d+$/.test(rb)) return BigInt(ra) > BigInt(rb);
-  return ra > rb;
+  const ra = revision(a);
+  const rb = revision(b);
+  return ra !== undefined && rb !== undefined ? ra > rb : (a.metadata.resourceVersion ?? '') > (b.metadata.resourceVersion ?? '');
 }

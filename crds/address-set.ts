@@ -41,3 +41,24 @@ export interface AddressSet {
 export function shardName(set: string, epoch: number, shard: number): string {
   return `${set}-${epoch}-${shard}`;
 }
+
+/** The set a shard object belongs to, by its (immutable) name; an unrecognisable name is a group of its own. */
+export function setOfShard(name: string): string {
+  return /^[a-z]-[0-9a-f]{16}(?=-)/.exec(name)?.[0] ?? name;
+}
+
+/** A resourceVersion as the etcd revision it is (compared as numbers; undefined when it is not one). */
+export function revision(object: { metadata: { resourceVersion?: string } }): bigint | undefined {
+  const rv = object.metadata.resourceVersion;
+  return rv && /^\d+$/.test(rv) ? BigInt(rv) : undefined;
+}
+
+/** The newest revision among these objects. */
+export function newestRevision(objects: Iterable<{ metadata: { resourceVersion?: string } }>): bigint | undefined {
+  let newest: bigint | undefined;
+  for (const o of objects) {
+    const r = revision(o);
+    if (r !== undefined && (newest === undefined || r > newest)) newest = r;
+  }
+  return newest;
+}

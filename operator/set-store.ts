@@ -1,15 +1,10 @@
 // What the operator believes the AddressSet shards look like on the apiserver, grouped by set: fed by
 // the AddressSet watch and by the responses to its own writes. Shards are grouped by their name
 // (immutable), never by what their spec claims, so a hand-edited `spec.set` is still repaired.
-import type { AddressSet } from '../crds/address-set.ts';
+import { revision, setOfShard, type AddressSet } from '../crds/address-set.ts';
 import { type Layout } from './set-layout.ts';
 
-const SET_ID = /^[a-z]-[0-9a-f]{16}(?=-)/;
-
-/** The set a shard object belongs to, by its name; an unrecognisable name is a group of its own. */
-export function setOfShard(name: string): string {
-  return SET_ID.exec(name)?.[0] ?? name;
-}
+export { setOfShard };
 
 export class SetStore {
   private readonly bySet = new Map<string, Map<string, AddressSet>>();
@@ -53,10 +48,9 @@ export class SetStore {
 
 /** A watch event older than our own write's response is no news (resourceVersions are etcd revisions). */
 function newerVersion(candidate: AddressSet, known: AddressSet): boolean {
-  const a = candidate.metadata.resourceVersion ?? '';
-  const b = known.metadata.resourceVersion ?? '';
-  if (/^\d+$/.test(a) && /^\d+$/.test(b)) return BigInt(a) > BigInt(b);
-  return a !== b;
+  const a = revision(candidate);
+  const b = revision(known);
+  return a !== undefined && b !== undefined ? a > b : candidate.metadata.resourceVersion !== known.metadata.resourceVersion;
 }
 
 /** The layout the shards on the apiserver follow: their newest epoch (a missing shard is recreated in it). */

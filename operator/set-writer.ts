@@ -4,7 +4,7 @@
 // node (ensureDelivered), and a node's label is removed from a set only after the CompiledPolicySet
 // the apiserver holds for that node no longer names it (noteCps). Only the leader writes.
 import { ApiException, type CustomObjectsApi } from '@kubernetes/client-node';
-import { ASET_PLURAL, type AddressSet } from '../crds/address-set.ts';
+import { ASET_PLURAL, newestRevision, type AddressSet } from '../crds/address-set.ts';
 import { deliveredTo } from '../crds/consumers.ts';
 import { membersFromShards } from '../crds/resolve.ts';
 import { CPS_GROUP, CPS_VERSION, type CompiledPolicySet, type IPSetKind } from '../crds/types.ts';
@@ -121,15 +121,9 @@ export class SetWriter {
 
   /** The newest resourceVersion among the shards of the set's layout in force (what a spec written now was written against). */
   revisionOf(set: string): string | undefined {
-    let newest: bigint | undefined;
     const shards = this.store.shards(set);
     const layout = layoutInForce(shards);
-    for (const s of shards) {
-      if (s.spec?.epoch !== layout?.epoch) continue;
-      const rv = s.metadata.resourceVersion;
-      if (rv && /^\d+$/.test(rv) && (newest === undefined || BigInt(rv) > newest)) newest = BigInt(rv);
-    }
-    return newest?.toString();
+    return newestRevision(shards.filter((s) => s.spec?.epoch === layout?.epoch))?.toString();
   }
 
   private current(set: string): boolean {
