@@ -42,6 +42,7 @@ export class NodeAgent {
   private stopped = false;
   /** The last status written, and the resourceVersion it was written onto. */
   private written?: { base?: string; status: CompiledPolicySetStatus };
+  private readonly enforcedListeners = new Set<() => void>();
 
   constructor(opts: NodeAgentOptions) {
     this.opts = opts;
@@ -50,6 +51,17 @@ export class NodeAgent {
   /** The generation enforced now, if any. */
   enforcedGeneration(): number | undefined {
     return this.enforced?.generation;
+  }
+
+  /** The whole spec in the kernel now (shared sets filled in), if any. */
+  enforcedSpec(): CompiledPolicySetSpec | undefined {
+    return this.enforced?.spec;
+  }
+
+  /** Calls `listener` after every apply that succeeded (members of shared sets included); returns the unsubscribe. */
+  onEnforced(listener: () => void): () => void {
+    this.enforcedListeners.add(listener);
+    return () => this.enforcedListeners.delete(listener);
   }
 
   healthy(): boolean {
@@ -165,6 +177,7 @@ export class NodeAgent {
       this.backoff.reset();
       clearTimeout(this.retryTimer);
       this.retryTimer = undefined;
+      this.notifyEnforced();
       if (outcome.kind !== 'noop') log.info({ generation: cps.metadata.generation, kind: outcome.kind, ms: Math.round(seconds * 1000), ipsetMs: Math.round(outcome.ipsetMs), iptablesMs: Math.round(outcome.iptablesMs), counts: outcome.counts }, 'applied');
     } catch (e) {
       const message = (e as Error).message;
@@ -198,10 +211,17 @@ export class NodeAgent {
     const fresh = enforced.cps.spec.sharedSets?.length ? this.check(enforced.cps).spec : undefined;
     try {
       await this.opts.dataplane.apply(fresh ?? enforced.spec);
-      if (fresh) enforced.spec = fresh;
+      if (fresh) {
+        enforced.spec = fresh;
+        this.notifyEnforced();
+      }
     } catch (e) {
       this.opts.log.error({ err: (e as Error).message }, 'could not re-apply the last good state');
     }
+  }
+
+  private notifyEnforced(): void {
+    for (const listener of [...this.enforcedListeners]) listener();
   }
 
   private updateGauges(spec: CompiledPolicySetSpec, counts: { rules: number; sets: number; entries: number }): void {

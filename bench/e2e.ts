@@ -4,6 +4,7 @@ import type { V1NetworkPolicy } from '@kubernetes/client-node';
 import { parseScenario } from '../matrix/scenario.ts';
 import { nodeCIDR, ScenarioWorld } from '../matrix/world.ts';
 import { PolicyCompiler } from '../operator/compile/compiler.ts';
+import type { CompiledPolicySetSpec } from '../crds/types.ts';
 import { silentLogger } from '../runtime/log.ts';
 import { resetCluster } from '../sandbox/reset.ts';
 import { Sandbox } from '../sandbox/sandbox.ts';
@@ -31,7 +32,7 @@ export async function benchE2e(iterations = 40): Promise<E2eResult> {
   await resetCluster(cp.kubeConfig(), scenario.namespaces);
   const sandbox = await Sandbox.start({ cluster: cp, nodes: nodes.map((name, i) => ({ name, podCIDR: nodeCIDR(i) })), prefix: 'fbe', log: silentLogger(), driftSeconds: 0, agents: 'processes' });
   let prober: ContinuousProbe | undefined;
-  const expected = () => new Map([...PolicyCompiler.compile(world.snapshot())].map(([n, s]) => [n, s.contentHash]));
+  const expected = () => PolicyCompiler.compile(world.snapshot());
   try {
     for (const p of world.livePods()) await sandbox.addPod({ namespace: p.spec.namespace, name: p.spec.name, node: p.spec.node, ip: p.ip, labels: p.spec.labels, ports: p.spec.ports });
     await sandbox.waitEnforced(expected());
@@ -84,7 +85,7 @@ export async function benchE2e(iterations = 40): Promise<E2eResult> {
 }
 
 /** A new pod matching a deny-all policy: how long it answers before its node enforces the policy for it. */
-async function newPodWindows(sandbox: Sandbox, world: ScenarioWorld, expected: () => Map<string, string>, client: import('../netns/topology.ts').PodHandle): Promise<number[]> {
+async function newPodWindows(sandbox: Sandbox, world: ScenarioWorld, expected: () => Map<string, CompiledPolicySetSpec>, client: import('../netns/topology.ts').PodHandle): Promise<number[]> {
   const deny = denyPolicy('b', 'deny-new');
   world.applyStep({ delete: [], deletePods: [], createPods: [], labels: [], apply: [deny as never] }, 'bench');
   await sandbox.applyPolicy(deny);

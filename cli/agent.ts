@@ -13,6 +13,7 @@ import { windowsDataplaneFromEnv } from '../agent/dataplane/windows/from-env.ts'
 import { agentMetrics } from '../agent/metrics.ts';
 import { NodeAgent } from '../agent/node-agent.ts';
 import { serveHttp } from '../runtime/http.ts';
+import { enforcedRoute } from '../agent/enforced-route.ts';
 import { createLogger, type Logger } from '../runtime/log.ts';
 import { loadKubeConfig } from '../runtime/kubeconfig.ts';
 
@@ -68,6 +69,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     server = await serveHttp(opts.metricsPort, {
       '/node-metrics': async () => ({ status: 200, type: metrics.registry.contentType, body: await metrics.registry.metrics() }),
       '/healthz': () => ({ status: agent.healthy() ? 200 : 503, body: agent.healthy() ? 'ok\n' : 'degraded\n' }),
+      '/enforced': enforcedRoute(agent),
     }, opts.metricsHost);
   }
   agent.prepare();
@@ -85,6 +87,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       await Promise.all(setInformers.map((s) => s.informer.stop()));
       await agent.stop();
       await dataplane.close?.();
+      // Held /enforced answers would keep close() waiting.
+      server?.closeAllConnections();
       await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
     },
   };

@@ -25,13 +25,13 @@ export async function runScenarioOnSandbox(cluster: Cluster, scenario: Scenario,
   print(`== ${scenario.name} (${scenario.file}) [sandbox, real packets]`);
   try {
     for (const p of world.livePods()) await sandbox.addPod(sandboxPod(p));
-    await sandbox.waitEnforced(expectedHashes(world));
+    await sandbox.waitEnforced(PolicyCompiler.compile(world.snapshot()));
     for (const [i, step] of scenario.steps.entries()) {
       const field = `steps[${i}]`;
       const changes = world.applyStep(step, field);
       const started = performance.now();
       for (const change of changes) await applyChange(sandbox, world, change);
-      await sandbox.waitEnforced(expectedHashes(world));
+      await sandbox.waitEnforced(PolicyCompiler.compile(world.snapshot()));
       const ms = performance.now() - started;
       outcome.convergeMs.push(ms);
       const snapshot = world.snapshot();
@@ -58,11 +58,6 @@ export async function runScenarioOnSandbox(cluster: Cluster, scenario: Scenario,
     await sandbox.stop();
   }
   return outcome;
-}
-
-function expectedHashes(world: ScenarioWorld): Map<string, string> {
-  const specs = PolicyCompiler.compile(world.snapshot());
-  return new Map([...specs].map(([node, spec]) => [node, spec.contentHash]));
 }
 
 function sandboxPod(p: PodInfo): SandboxPod {

@@ -5,7 +5,7 @@ import { CustomObjectsApi, NetworkingV1Api, ApiException, type KubeConfig, type 
 import { startAgent, type RunningAgent } from '../cli/agent.ts';
 import { expandSpec } from '../crds/codec.ts';
 import { toClientPolicy } from '../model/cluster.ts';
-import { CPS_GROUP, CPS_PLURAL, CPS_VERSION, type CompiledPolicySet } from '../crds/types.ts';
+import { CPS_GROUP, CPS_PLURAL, CPS_VERSION, type CompiledPolicySet, type CompiledPolicySetSpec } from '../crds/types.ts';
 import { startOperator, type OperatorHandle } from '../operator/operator.ts';
 import type { Logger } from '../runtime/log.ts';
 import type { Cluster } from '../localcluster/control-plane.ts';
@@ -64,7 +64,7 @@ export class Sandbox {
     this.operator = operator;
     this.net = this.kc.makeApiClient(NetworkingV1Api);
     this.custom = this.kc.makeApiClient(CustomObjectsApi);
-    this.enforcement = new EnforcementWatch(this.kc, log.child({ component: 'sandbox' }));
+    this.enforcement = new EnforcementWatch(this.kc, log.child({ component: 'sandbox' }), () => this.agentMetricsPorts());
   }
 
   static async start(opts: SandboxOptions): Promise<Sandbox> {
@@ -166,10 +166,11 @@ export class Sandbox {
   }
 
   /**
-   * Waits until every node's CompiledPolicySet carries the expected content hash and its agent
-   * reports that hash enforced; returns the milliseconds it took, or throws naming the laggards.
+   * Waits until every node's CompiledPolicySet carries the expected spec's content hash, its agent
+   * reports that hash enforced and holds the spec's members of every set (`expected`: whole specs,
+   * as the compiler's `compile` gives them); returns the milliseconds it took, or throws naming the laggards.
    */
-  waitEnforced(expected: Map<string, string>, timeoutMs = 30000): Promise<number> {
+  waitEnforced(expected: Map<string, CompiledPolicySetSpec>, timeoutMs = 30000): Promise<number> {
     return this.enforcement.until(expected, timeoutMs);
   }
 

@@ -54,7 +54,7 @@ for (const file of FILES) {
           else await sandbox.applyPolicy(p);
         }
         const specs = PolicyCompiler.compile(world.snapshot());
-        await sandbox.waitEnforced(new Map([...specs].map(([n, s]) => [n, s.contentHash])));
+        await sandbox.waitEnforced(specs);
         const snapshot = world.snapshot();
         for (const src of world.livePods()) for (const dst of world.livePods()) {
           const io = capture();
