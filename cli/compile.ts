@@ -1,6 +1,7 @@
 // `fencer compile -f DIR`: the objects a cluster's manifests compile to, without a cluster — each
 // node's CompiledPolicySet and the AddressSet shards of the shared sets they name, as the operator
 // writes them; `--full` prints each node's spec with every set in full instead (what its agent enforces).
+import type { Command } from 'commander';
 import * as yaml from 'js-yaml';
 import { loadManifests, ManifestError } from '../model/manifests.ts';
 import { PolicyCompiler } from '../operator/compile/compiler.ts';
@@ -31,4 +32,13 @@ export function compileCommand(paths: string[], node?: string, full = false): nu
     console.error(e.message);
     return 2;
   }
+}
+
+export function registerCompileCommand(program: Command): void {
+  program.command('compile')
+    .description('compile manifests (Namespaces, Pods, Nodes, NetworkPolicies) into CompiledPolicySets and the AddressSets they name, printed as YAML')
+    .requiredOption('-f, --filename <paths...>', 'manifest files or directories')
+    .option('--node <name>', 'print only this node (and the sets it uses)')
+    .option('--full', 'print each node\'s spec with every set in full (what its agent enforces) instead')
+    .action((opts: { filename: string[]; node?: string; full?: boolean }) => { process.exitCode = compileCommand(opts.filename, opts.node, opts.full); });
 }

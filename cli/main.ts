@@ -1,32 +1,33 @@
 #!/usr/bin/env node
-// The `fencer` command: one entry point for every subcommand.
+// The `fencer` command: one entry point for every subcommand. Only the module of the subcommand
+// being run is loaded: the agent runs on every node, and loading the operator, sandbox and
+// inspect commands beside it (and the libraries they import) cost it tens of MiB of memory it
+// never used. Help, and anything not recognised, loads them all.
 import { Command } from 'commander';
-import { matrixCommand } from './matrix.ts';
-import { compileCommand } from './compile.ts';
-import { registerOperatorCommand } from './operator.ts';
-import { registerAgentCommand } from './agent.ts';
-import { registerSandboxCommand } from './sandbox.ts';
-import { registerInspectCommands } from './inspect.ts';
+
+type Register = (program: Command) => void;
+
+const commands: Record<string, () => Promise<Register>> = {
+  matrix: async () => (await import('./matrix.ts')).registerMatrixCommand,
+  compile: async () => (await import('./compile.ts')).registerCompileCommand,
+  agent: async () => (await import('./agent.ts')).registerAgentCommand,
+  sandbox: async () => (await import('./sandbox.ts')).registerSandboxCommand,
+  operator: async () => (await import('./operator.ts')).registerOperatorCommand,
+  explain: async () => (await import('./inspect.ts')).registerInspectCommands,
+  show: async () => (await import('./inspect.ts')).registerInspectCommands,
+  verify: async () => (await import('./inspect.ts')).registerInspectCommands,
+  status: async () => (await import('./inspect.ts')).registerInspectCommands,
+};
 
 const program = new Command('fencer').description('Kubernetes NetworkPolicy manager').showHelpAfterError();
-
-program.command('matrix')
-  .description('run scenario files on the compiled rules (or the reference semantics with --oracle)')
-  .argument('<files...>', 'scenario YAML files')
-  .option('--oracle', 'evaluate the policies directly with the reference semantics')
-  .action((files: string[], opts: { oracle?: boolean }) => { process.exitCode = matrixCommand(files, opts.oracle ? 'oracle' : 'compiled'); });
-
-program.command('compile')
-  .description('compile manifests (Namespaces, Pods, Nodes, NetworkPolicies) into CompiledPolicySets and the AddressSets they name, printed as YAML')
-  .requiredOption('-f, --filename <paths...>', 'manifest files or directories')
-  .option('--node <name>', 'print only this node (and the sets it uses)')
-  .option('--full', 'print each node\'s spec with every set in full (what its agent enforces) instead')
-  .action((opts: { filename: string[]; node?: string; full?: boolean }) => { process.exitCode = compileCommand(opts.filename, opts.node, opts.full); });
-
-registerAgentCommand(program);
-registerSandboxCommand(program);
-
-registerOperatorCommand(program);
-registerInspectCommands(program);
+const invoked = process.argv.slice(2).find((a) => !a.startsWith('-'));
+const wanted = invoked !== undefined && invoked in commands ? [commands[invoked]] : Object.values(commands);
+const registered = new Set<Register>();
+for (const load of wanted) {
+  const register = await load();
+  if (registered.has(register)) continue;
+  registered.add(register);
+  register(program);
+}
 
 await program.parseAsync();

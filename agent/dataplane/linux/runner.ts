@@ -1,6 +1,6 @@
 // The one door to the kernel tools. Everything the agent runs goes through a KernelRunner, so tests
 // can inject failures and the sandbox can aim an agent at a network namespace with a prefix.
-import { execa } from 'execa';
+import { runProcess } from '../../../runtime/run-process.ts';
 
 export interface RunResult { stdout: string; stderr: string; exitCode: number }
 
@@ -29,8 +29,7 @@ export class ExecRunner implements KernelRunner {
 
   async run(command: string, args: string[], input?: string): Promise<RunResult> {
     const [file, ...rest] = [...this.prefix, command, ...args];
-    const r = await execa(file, rest, { input, reject: false, stripFinalNewline: false, env: { LC_ALL: 'C' } });
-    return { stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? ''), exitCode: r.exitCode ?? 1 };
+    return runProcess(file, rest, { input, env: { LC_ALL: 'C' } });
   }
 }
 

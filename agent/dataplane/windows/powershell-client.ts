@@ -8,7 +8,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execa } from 'execa';
+import { runProcess } from '../../../runtime/run-process.ts';
 import { HnsError, type HnsClient, type HnsEndpoint } from './hns-client.ts';
 import { isFencerAcl, type AclPolicy, type SetPolicy } from './hns-types.ts';
 
@@ -98,7 +98,7 @@ export class PowerShellHnsClient implements HnsClient {
       const request = join(dir, 'request.json');
       await writeFile(script, HCN_SCRIPT);
       await writeFile(request, JSON.stringify({ op, network: this.network, ...fields }));
-      const r = await execa(this.powershell, ['-NoProfile', '-NonInteractive', '-ExecutionPolicy', 'Bypass', '-File', script, request], { reject: false, timeout: this.timeoutMs });
+      const r = await runProcess(this.powershell, ['-NoProfile', '-NonInteractive', '-ExecutionPolicy', 'Bypass', '-File', script, request], { timeoutMs: this.timeoutMs });
       if (r.exitCode !== 0) throw new HnsError(op, String(r.stderr || r.stdout || `exit ${r.exitCode}`).trim().split('\n').slice(0, 3).join(' / '));
       const out = String(r.stdout).trim();
       return out ? JSON.parse(out) : undefined;
