@@ -87,6 +87,36 @@ test('the agent image installs iptables (both backends) and ipset; the operator 
   assert.deepEqual(sc.capabilities, { drop: ['ALL'], add: ['NET_ADMIN', 'NET_RAW'] });
 });
 
+for (const image of images) {
+  test(`${image.file}: fills Node's compile cache under /app after copying the sources, so no process strips TypeScript at run time`, () => {
+    const runtime = parse(image.file).stages[1];
+    const env = runtime.lines.find((l) => /^ENV\s+NODE_COMPILE_CACHE=/.test(l));
+    assert.equal(env, 'ENV NODE_COMPILE_CACHE=/app/.compile-cache');
+    const warm = runtime.lines.indexOf('RUN node cli/main.ts --help > /dev/null');
+    assert.ok(warm > runtime.lines.indexOf(env!), 'warmed with the variable set');
+    assert.ok(warm > Math.max(...runtime.lines.map((l, i) => (/^COPY\s/.test(l) ? i : -1))), 'warmed after the last COPY');
+    assert.ok(warm < runtime.lines.findIndex((l) => l.startsWith('USER')), 'warmed before dropping to the run-time user');
+  });
+}
+
+test('a compile cache filled by `--help` serves every TypeScript file the agent and the operator load', () => {
+  const cache = mkdtempSync(join(tmpdir(), 'fencer-compile-cache-'));
+  try {
+    const env = { ...process.env, NODE_COMPILE_CACHE: cache };
+    assert.equal(spawnSync(process.execPath, [ENTRY, '--help'], { cwd: repoRoot, env, encoding: 'utf8' }).status, 0);
+    for (const command of ['agent', 'operator']) {
+      const r = spawnSync(process.execPath, [ENTRY, command, '--help'], { cwd: repoRoot, env: { ...env, NODE_DEBUG_NATIVE: 'COMPILE_CACHE' }, encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      const lines = `${r.stdout}${r.stderr}`.split('\n');
+      const served = lines.filter((l) => /retrieving transpile cache for StrippedTypeScript .*success$/.test(l));
+      assert.ok(served.length > 20, `${command}: ${served.length} TypeScript files served from the cache`);
+      assert.deepEqual(lines.filter((l) => l.includes('no transpile cache for StrippedTypeScript')), [], `${command}: stripped at run time`);
+    }
+  } finally {
+    rmSync(cache, { recursive: true, force: true });
+  }
+});
+
 test('the copied files alone run both entrypoints, with only production dependencies imported', () => {
   const { packages } = importClosure();
   const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
