@@ -12,6 +12,8 @@
 // changes at a steady rate, each changing some nodes' specs).
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -87,8 +89,13 @@ class Meter {
 }
 
 
+// As in the images: Node's compile cache filled once by `--help` (Dockerfile.agent), so no process
+// loads the TypeScript stripper. Kept between runs; keyed by Node version and each file's content.
+const compileCache = join(tmpdir(), 'fencer-measure-compile-cache');
+execFileSync(process.execPath, [`${root}cli/main.ts`, '--help'], { stdio: 'ignore', env: { ...process.env, NODE_COMPILE_CACHE: compileCache } });
+
 function run(argv: string[]): ChildProcess {
-  const child = spawn(process.execPath, [`${root}cli/main.ts`, ...argv], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn(process.execPath, [`${root}cli/main.ts`, ...argv], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, NODE_COMPILE_CACHE: compileCache } });
   if (child.pid === undefined) throw new Error(`could not start ${argv.join(' ')}`);
   child.once('exit', (code, signal) => {
     if (!stopping) process.stderr.write(`[measure] ${argv[0]} exited early (${code ?? signal})\n`);
@@ -96,6 +103,12 @@ function run(argv: string[]): ChildProcess {
   return child;
 }
 let stopping = false;
+
+/** fencer_agent_applies_total by result, from the agent's /node-metrics. */
+async function agentApplies(port: number): Promise<Record<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/node-metrics`)).text();
+  return Object.fromEntries([...text.matchAll(/^fencer_agent_applies_total\{result="(\w+)"\} (\d+)/gm)].map((m) => [m[1], Number(m[2])]));
+}
 
 async function until(what: string, check: () => Promise<boolean>, timeoutMs = 300_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -140,15 +153,17 @@ try {
   const opMeter = new Meter(operator.pid!);
   const opStart = await opMeter.phase(() => until('every CPS written', async () => (await listCps()).length === size.nodes));
 
-  const agent = run(['agent', '--node', 'node-0', '--kubeconfig', cp.kubeconfigPath, '--netns', netns, '--metrics-port', String(agentPort), '--hook-position', 'first']);
+  // The node with the most to enforce: the pod churn then moves members of its sets and its targets.
+  const node = (await listCps()).sort((a, b) => (b.spec.counts.rules - a.spec.counts.rules) || (b.spec.counts.entries - a.spec.counts.entries) || (a.metadata.name < b.metadata.name ? -1 : 1))[0].metadata.name;
+  const agent = run(['agent', '--node', node, '--kubeconfig', cp.kubeconfigPath, '--netns', netns, '--metrics-port', String(agentPort), '--hook-position', 'first']);
   children.push(agent);
   const agentMeter = new Meter(agent.pid!);
   const enforced = async () => {
-    const cps = (await listCps()).find((c) => c.metadata.name === 'node-0');
+    const cps = (await listCps()).find((c) => c.metadata.name === node);
     return !!cps && cps.status?.observedGeneration === cps.metadata.generation && cps.status?.appliedHash === cps.spec.contentHash;
   };
-  const agentStart = await agentMeter.phase(() => until('node-0 enforced', enforced));
-  const node0 = (await listCps()).find((c) => c.metadata.name === 'node-0')!;
+  const agentStart = await agentMeter.phase(() => until(`${node} enforced`, enforced));
+  const node0 = (await listCps()).find((c) => c.metadata.name === node)!;
 
   const idle = () => sleep(phaseSeconds * 1000);
   const [opIdle, agentIdle] = await Promise.all([opMeter.phase(idle), agentMeter.phase(idle)]);
@@ -166,10 +181,10 @@ try {
       }));
       await sleep(Math.max(0, 1000 - (Date.now() - tick)));
     }
-    await until('node-0 enforced after the churn', enforced, 60_000);
+    await until(`${node} enforced after the churn`, enforced, 60_000);
   };
   const [opChurn, agentChurn] = await Promise.all([opMeter.phase(churn), agentMeter.phase(async () => { await sleep(100); await until('churn', async () => changes > 0); await sleep(phaseSeconds * 1000); })]);
-  const after = (await listCps()).find((c) => c.metadata.name === 'node-0')!;
+  const after = (await listCps()).find((c) => c.metadata.name === node)!;
   const agentGenerations = (after.metadata.generation ?? 0) - (node0.metadata.generation ?? 0);
   const peak = { operator: sample(operator.pid!).hwmMiB, agent: sample(agent.pid!).hwmMiB };
   opMeter.stop();
@@ -178,14 +193,15 @@ try {
   const fmt = (p: { seconds: number; cores: number; rssMiB: number; peakMiB: number }) =>
     `${p.seconds.toFixed(1)} s, CPU ${(p.cores * 1000).toFixed(0)}m, RSS ${p.rssMiB.toFixed(0)} MiB (peak ${p.peakMiB.toFixed(0)})`;
   const c0 = node0.spec.counts;
-  console.log(JSON.stringify({ size, churnPerSecond, node0: c0, opStart, opIdle, opChurn, agentStart, agentIdle, agentChurn, agentGenerations, peak }));
-  console.log(`cluster: ${size.nodes} nodes, ${size.pods} pods, ${size.policies} policies; node-0 enforces ${c0.rules} rules, ${c0.sets} sets, ${c0.entries} entries`);
+  const applies = await agentApplies(agentPort);
+  console.log(JSON.stringify({ size, churnPerSecond, node, counts: c0, agentApplies: applies, opStart, opIdle, opChurn, agentStart, agentIdle, agentChurn, agentGenerations, peak }));
+  console.log(`cluster: ${size.nodes} nodes, ${size.pods} pods, ${size.policies} policies; the agent's node ${node} enforces ${c0.rules} rules, ${c0.sets} sets (${c0.sharedSets ?? 0} shared), ${c0.entries} entries`);
   console.log(`operator start-up: ${fmt(opStart)}`);
   console.log(`operator idle:     ${fmt(opIdle)}`);
   console.log(`operator churn (${churnPerSecond} pod label changes/s): ${fmt(opChurn)}`);
   console.log(`agent start-up:    ${fmt(agentStart)}`);
   console.log(`agent idle:        ${fmt(agentIdle)} (drift check every 10 s)`);
-  console.log(`agent churn:       ${fmt(agentChurn)}; ${agentGenerations} new generations of node-0 applied`);
+  console.log(`agent churn:       ${fmt(agentChurn)}; ${agentGenerations} new generations of ${node}; applies by kind since start: ${JSON.stringify(applies)}`);
   console.log(`peak RSS (VmHWM): operator ${peak.operator.toFixed(0)} MiB, agent ${peak.agent.toFixed(0)} MiB`);
 } finally {
   stopping = true;
