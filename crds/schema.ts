@@ -1,52 +1,25 @@
 // Validates CompiledPolicySet and AddressSet objects against their CRDs' own openAPIV3Schema, so the
-// agent, the offline tools and the apiserver judge an object by the same rules.
-import { readFileSync } from 'node:fs';
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import * as yaml from 'js-yaml';
+// agent, the offline tools and the apiserver judge an object by the same rules. The validators are
+// ajv's, generated ahead of time from the CRDs (scripts/generate-validators.ts), so nothing compiles
+// a schema at run time.
+import { addressset, compiledpolicyset } from './schema-validators.generated.ts';
 
-const crdPaths = {
-  compiledpolicyset: new URL('./compiledpolicyset.yaml', import.meta.url),
-  addressset: new URL('./addressset.yaml', import.meta.url),
-};
-
-type CrdName = keyof typeof crdPaths;
-
-interface CrdDocument {
-  spec: { versions: Array<{ name: string; schema: { openAPIV3Schema: object } }> };
+interface Validator {
+  (object: unknown): boolean;
+  errors?: Array<{ instancePath: string; message?: string }> | null;
 }
 
-export function loadCrd(name: CrdName = 'compiledpolicyset'): CrdDocument {
-  return yaml.load(readFileSync(crdPaths[name], 'utf8')) as CrdDocument;
-}
-
-let ajv: Ajv | undefined;
-const validators = new Map<CrdName, ValidateFunction>();
-
-function validatorFor(name: CrdName): ValidateFunction {
-  let v = validators.get(name);
-  if (v) return v;
-  if (!ajv) {
-    ajv = new Ajv({ allErrors: true, strict: true });
-    for (const keyword of ['x-kubernetes-list-type', 'x-kubernetes-list-map-keys', 'x-kubernetes-preserve-unknown-fields']) ajv.addKeyword({ keyword });
-    ajv.addFormat('date-time', /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/);
-  }
-  v = ajv.compile(loadCrd(name).spec.versions[0].schema.openAPIV3Schema);
-  validators.set(name, v);
-  return v;
-}
-
-function errorsOf(name: CrdName, object: unknown): string[] {
-  const validator = validatorFor(name);
+function errorsOf(validator: Validator, object: unknown): string[] {
   if (validator(object)) return [];
-  return (validator.errors ?? []).map((e: ErrorObject) => `${e.instancePath || '/'}: ${e.message ?? 'invalid'}`);
+  return (validator.errors ?? []).map((e) => `${e.instancePath || '/'}: ${e.message ?? 'invalid'}`);
 }
 
 /** Readable CompiledPolicySet schema violations ("/spec/ipSets/0/kind: must be equal to one of ..."), empty when valid. */
 export function schemaErrors(object: unknown): string[] {
-  return errorsOf('compiledpolicyset', object);
+  return errorsOf(compiledpolicyset as Validator, object);
 }
 
 /** The same for an AddressSet shard. */
 export function addressSetSchemaErrors(object: unknown): string[] {
-  return errorsOf('addressset', object);
+  return errorsOf(addressset as Validator, object);
 }
