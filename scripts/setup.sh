@@ -10,9 +10,9 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 # command → Debian package providing it
 # (prometheus, promtool: test/integration/prometheus.test.ts runs its own Prometheus on a free loopback
 #  port; on a systemd host the package also enables prometheus.service, which the tests do not need)
-declare -A tools=([iptables]=iptables [ipset]=ipset [conntrack]=conntrack [ip]=iproute2 [socat]=socat [promtool]=prometheus)
+declare -A tools=([iptables]=iptables [ipset]=ipset [nft]=nftables [conntrack]=conntrack [ip]=iproute2 [socat]=socat [promtool]=prometheus)
 missing=()
-for tool in iptables ipset conntrack ip socat promtool; do
+for tool in iptables ipset nft conntrack ip socat promtool; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("${tools[$tool]}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
