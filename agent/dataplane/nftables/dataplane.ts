@@ -1,11 +1,12 @@
 // Applies CompiledPolicySet specs to Fencer's own nftables table: reads the table, plans the
-// smallest change and commits it with one `nft -f`. A failed commit changes nothing (the kernel
-// aborts the whole transaction), so there is nothing to roll back.
+// smallest change and commits it with one `nft -f` (commit.ts). A failed commit changes nothing
+// (the kernel aborts the whole transaction), so there is nothing to roll back.
 import type { CompiledPolicySetSpec } from '../../../crds/types.ts';
 import type { Logger } from '../../../runtime/log.ts';
 import type { Dataplane, DataplaneOutcome } from '../dataplane.ts';
-import { runChecked, type KernelRunner } from '../linux/runner.ts';
+import type { KernelRunner } from '../linux/runner.ts';
 import { ShellRunner } from '../linux/shell-runner.ts';
+import { commitScript } from './commit.ts';
 import { parseNftJson, type LiveState } from './live-state.ts';
 import { TABLE_REF } from './names.ts';
 import { planNft } from './plan.ts';
@@ -89,7 +90,7 @@ export class NftablesDataplane implements Dataplane {
       if (live && plan.whole) this.log?.info({ reasons: plan.differences.slice(0, 5) }, 'replacing the nftables table whole');
       const started = performance.now();
       try {
-        await runChecked(this.runner, 'nft', ['-f', '-'], plan.script);
+        await commitScript(this.runner, plan.script);
       } catch (e) {
         throw new NftApplyError('nft -f', e as Error);
       }
@@ -114,7 +115,7 @@ export class NftablesDataplane implements Dataplane {
   /** Deletes Fencer's table, and nothing else. */
   async cleanup(): Promise<void> {
     this.known = undefined;
-    await runChecked(this.runner, 'nft', ['-f', '-'], REMOVE_TABLE);
+    await commitScript(this.runner, REMOVE_TABLE);
   }
 
   /** Forgets the trusted table: the next apply reads the kernel. */
