@@ -13,7 +13,7 @@ import { parseNftJson } from '../../agent/dataplane/nftables/live-state.ts';
 import { planNft } from '../../agent/dataplane/nftables/plan.ts';
 import { renderTable } from '../../agent/dataplane/nftables/render.ts';
 import { desiredState } from '../../agent/dataplane/nftables/translate.ts';
-import { ExecRunner, type KernelRunner, type RunResult } from '../../agent/dataplane/linux/runner.ts';
+import { ExecRunner } from '../../agent/dataplane/linux/runner.ts';
 import { ShellRunner } from '../../agent/dataplane/linux/shell-runner.ts';
 import { loadScenario, type Probe } from '../../matrix/scenario.ts';
 import { nodeCIDR, ScenarioWorld, type PodInfo } from '../../matrix/world.ts';
@@ -63,19 +63,6 @@ function tableState(ns: Netns): string {
 // A table someone else owns, with a rule: no apply, repair or cleanup may touch it.
 const OTHER = 'table inet other {\n\tchain guard {\n\t\ttype filter hook forward priority 10; policy accept;\n\t\ttcp dport 9 accept comment "not fencer\'s"\n\t}\n}\n';
 const otherTable = (ns: Netns) => ns.exec(['nft', 'list', 'table', 'inet', 'other']);
-
-class FailingRunner implements KernelRunner {
-  private readonly inner: KernelRunner;
-  private readonly failOn: RegExp;
-  constructor(inner: KernelRunner, failOn: RegExp) {
-    this.inner = inner;
-    this.failOn = failOn;
-  }
-  run(command: string, args: string[], input?: string): Promise<RunResult> {
-    if (this.failOn.test(`${command} ${args.join(' ')}`)) return Promise.resolve({ stdout: '', stderr: 'injected failure', exitCode: 1 });
-    return this.inner.run(command, args, input);
-  }
-}
 
 for (const [label, makeRunner] of [['a process per call', (ns: string) => nsRunner(ns)], ['one shell', (ns: string) => new ShellRunner(['ip', 'netns', 'exec', ns], { netns: ns })]] as const) {
   test(`apply, re-apply, member change, pod change, rule change and cleanup leave exactly the expected table, and no other table changes (${label})`, async () => {
@@ -188,25 +175,29 @@ test('drift is found and repaired: missing and extra elements, a flushed chain, 
   });
 });
 
-test('a failing nft -f changes nothing; a plan built on a stale view fails whole and the retry reads the kernel', async () => {
+test('a failing nft -f changes nothing; a change planned on a stale view fails whole and the table is replaced instead', async () => {
   await withNetns(async (ns) => {
     const real = nsRunner(ns.name);
     await new NftablesDataplane({ runner: real }).apply(named);
     const before = ns.exec(['nft', '-a', 'list', 'ruleset']);
-    const failing = new NftablesDataplane({ runner: new FailingRunner(real, /^sh -c/) });
+    const commits: string[] = [];
+    const failing = new NftablesDataplane({ runner: { run: (c, a, i) => (c === 'sh' ? (commits.push(i!), Promise.resolve({ stdout: '', stderr: 'injected failure', exitCode: 1 })) : real.run(c, a, i)) } });
     await assert.rejects(failing.apply(stacked), /nft -f: .*injected failure/);
     assert.equal(ns.exec(['nft', '-a', 'list', 'ruleset']), before);
+    assert.equal(commits.length, 2, 'the change, then the whole table');
+    assert.ok(!commits[0].startsWith('table inet fencer\n') && commits[1].startsWith('table inet fencer\ndelete table inet fencer\n'));
 
     // The agent trusts its last apply; someone removes a member by hand meanwhile. The next member
-    // change deletes that member too: nft refuses the whole transaction, nothing of it is applied.
-    const dp = new NftablesDataplane({ runner: real });
+    // change deletes that member too: nft refuses that transaction whole, and the table is written
+    // whole instead, in one more transaction.
+    const seen: string[] = [];
+    const dp = new NftablesDataplane({ runner: { run: (c, a, i) => { if (c === 'sh') seen.push(i!.split('\n')[0]); return real.run(c, a, i); } } });
     await dp.apply(named);
     ns.exec(['nft', 'delete', 'element', 'inet', 'fencer', peer, '{ 10.244.2.11 }']);
     const next = withMembers(named, peer, ['10.244.2.12', '10.244.2.50']);
-    const held = tableState(ns);
-    await assert.rejects(dp.apply(next), /nft -f/);
-    assert.equal(tableState(ns), held, 'not even the add went through');
-    assert.equal((await dp.apply(next)).kind, 'members');
+    seen.length = 0;
+    assert.equal((await dp.apply(next)).kind, 'rules');
+    assert.deepEqual(seen, [`delete element inet fencer ${peer} {`, 'table inet fencer']);
     assert.deepEqual(await dp.drift(next), []);
   });
 });

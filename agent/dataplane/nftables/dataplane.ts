@@ -1,6 +1,7 @@
 // Applies CompiledPolicySet specs to Fencer's own nftables table: reads the table, plans the
 // smallest change and commits it with one `nft -f` (commit.ts). A failed commit changes nothing
-// (the kernel aborts the whole transaction), so there is nothing to roll back.
+// (the kernel aborts the whole transaction), so there is nothing to roll back; a failed change is
+// retried at once as a whole-table replacement, which does not depend on what the table holds.
 import type { CompiledPolicySetSpec } from '../../../crds/types.ts';
 import type { Logger } from '../../../runtime/log.ts';
 import type { Dataplane, DataplaneOutcome } from '../dataplane.ts';
@@ -10,7 +11,7 @@ import { commitScript } from './commit.ts';
 import { parseNftJson, type LiveState } from './live-state.ts';
 import { TABLE_REF } from './names.ts';
 import { planNft } from './plan.ts';
-import { REMOVE_TABLE } from './render.ts';
+import { REMOVE_TABLE, renderTable } from './render.ts';
 import { desiredState } from './translate.ts';
 
 /** How old a read taken ahead of the first apply may be; older ones are read again. */
@@ -57,8 +58,8 @@ export class NftablesDataplane implements Dataplane {
   /**
    * Reads the table while the agent's watch lists, so the first apply pays only for writing. A
    * stale read is safe: a plan built on it deletes an element that is gone or flushes a chain that
-   * is not there, the commit fails whole and the retry reads again; what it misses, the drift
-   * check finds.
+   * is not there, the commit fails whole and the table is replaced whole instead; what it misses,
+   * the drift check finds.
    */
   prepare(): Promise<void> {
     this.reading ??= this.read().then((live) => ({ live, at: performance.now() }), () => undefined);
@@ -92,10 +93,20 @@ export class NftablesDataplane implements Dataplane {
       try {
         await commitScript(this.runner, plan.script);
       } catch (e) {
-        throw new NftApplyError('nft -f', e as Error);
+        if (plan.whole) throw new NftApplyError('nft -f', e as Error);
+        // The table is not what the plan took it for (changed since it was read or trusted, or a
+        // rule altered by hand that kept its comment): the whole-table script assumes nothing
+        // about it, so one apply never fails twice for the same stale view.
+        this.log?.warn({ err: (e as Error).message }, 'nft -f of the change failed; replacing the table whole');
+        try {
+          await commitScript(this.runner, renderTable(desired));
+        } catch (again) {
+          throw new NftApplyError('nft -f', again as Error);
+        }
+        outcome.kind = 'rules';
       }
       const ms = performance.now() - started;
-      if (plan.kind === 'rules') outcome.iptablesMs = ms;
+      if (outcome.kind === 'rules') outcome.iptablesMs = ms;
       else outcome.ipsetMs = ms;
     }
     this.known = plan.after;
