@@ -5,6 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../../netns/free-port.ts';
+import { descendantGroups } from './process-tree.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 export const NODE = `${root}node_modules/node/bin/node`;
@@ -14,7 +15,9 @@ const groups = new Set<number>();
 let hooked = false;
 function killAllSync(): void {
   for (const pgid of groups) {
-    try { process.kill(-pgid, 'SIGKILL'); } catch { /* gone */ }
+    for (const g of new Set([pgid, ...descendantGroups(pgid)])) {
+      try { process.kill(-g, 'SIGKILL'); } catch { /* gone */ }
+    }
   }
   groups.clear();
 }
@@ -26,7 +29,7 @@ export interface FencerProcess {
   /** Resolves with the exit code (or 128+n for a signal) when the process ends. */
   readonly exited: Promise<number>;
   alive(): boolean;
-  /** Signals the whole process group (SIGKILL: the agent and its in-flight tool runs). */
+  /** Signals the process group; SIGKILL ends every descendant too (the agent's tool shell and the tool it runs), as a container kill does. */
   kill(signal?: NodeJS.Signals): Promise<number>;
   /** SIGTERM, then SIGKILL after graceMs. */
   stop(graceMs?: number): Promise<number>;
@@ -59,6 +62,14 @@ export function spawnFencer(args: string[], opts: { logFile: string; metricsPort
   const signalGroup = (signal: NodeJS.Signals) => {
     try { process.kill(-pid, signal); } catch { /* gone */ }
   };
+  // Stopped first, so it starts nothing new while its descendants are found; then every group they are in dies at once.
+  const killTree = () => {
+    signalGroup('SIGSTOP');
+    for (const g of done ? [] : descendantGroups(pid)) {
+      try { process.kill(-g, 'SIGKILL'); } catch { /* gone */ }
+    }
+    signalGroup('SIGKILL');
+  };
   return {
     pid,
     logFile: opts.logFile,
@@ -66,12 +77,13 @@ export function spawnFencer(args: string[], opts: { logFile: string; metricsPort
     exited,
     alive: () => !done,
     async kill(signal = 'SIGKILL') {
-      signalGroup(signal);
+      if (signal === 'SIGKILL') killTree();
+      else signalGroup(signal);
       return exited;
     },
     async stop(graceMs = 5000) {
       signalGroup('SIGTERM');
-      const timer = setTimeout(() => signalGroup('SIGKILL'), graceMs);
+      const timer = setTimeout(killTree, graceMs);
       const code = await exited;
       clearTimeout(timer);
       return code;

@@ -93,6 +93,8 @@ export class LinuxDataplane implements Dataplane {
     if (plan.kind === 'rules') out.push('Fencer chains or set names differ from the spec');
     if (plan.tidy) out.push('chains the live tree does not reach are left over');
     if (plan.kind === 'members' && plan.ipset) out.push(`set members differ (${plan.ipset.split('\n').length - 1} changes)`);
+    // A set whose destroy failed after its last rule went (the kernel held it a while) stays until an apply plans it again.
+    if (plan.kind !== 'rules' && plan.destroyAfter.length) out.push(`sets no rule references are left over: ${plan.destroyAfter.join(', ')}`);
     // The kernel just read holds the spec exactly: the next apply can plan against it without reading again.
     if (out.length === 0 && plan.kind === 'noop' && applies === this.applies) this.known = plan.after;
     return out;
