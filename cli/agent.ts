@@ -7,8 +7,13 @@ import { CpsStatusWriter, ownCpsInformer, sharedSetInformers } from '../agent/cp
 import { SharedSetCache } from '../agent/shared-sets.ts';
 import { toolsFor, type IptablesMode } from '../agent/dataplane/linux/backend.ts';
 import { LinuxDataplane, type HookPosition } from '../agent/dataplane/linux/dataplane.ts';
+import { ExecRunner, type KernelRunner } from '../agent/dataplane/linux/runner.ts';
 import { ShellRunner } from '../agent/dataplane/linux/shell-runner.ts';
 import type { Dataplane } from '../agent/dataplane/dataplane.ts';
+import { chooseBackend, parseDataplaneFlag, type DataplaneFlag } from '../agent/dataplane/choose.ts';
+import { HandoverDataplane } from '../agent/dataplane/handover.ts';
+import { probeNftables } from '../agent/dataplane/nftables/backend.ts';
+import { createNftablesDataplane, NftablesDataplane } from '../agent/dataplane/nftables/dataplane.ts';
 import { windowsDataplaneFromEnv } from '../agent/dataplane/windows/from-env.ts';
 import { agentMetrics } from '../agent/metrics.ts';
 import { NodeAgent } from '../agent/node-agent.ts';
@@ -27,30 +32,55 @@ export interface AgentOptions {
   driftSeconds: number;
   hookPosition: HookPosition;
   iptablesMode: 'auto' | IptablesMode;
-  /** linux (ipset/iptables) or windows (HNS ACLs); default by platform. */
-  dataplane?: 'linux' | 'windows';
+  /** auto, iptables (ipset/iptables; "linux" too), nftables, or windows (HNS ACLs); default: windows on Windows, auto elsewhere. */
+  dataplane?: DataplaneFlag;
   log?: Logger;
 }
 
 export interface RunningAgent { agent: NodeAgent; stop(): Promise<void>; metricsPort?: number }
 
-export function linuxDataplane(opts: Pick<AgentOptions, 'netns' | 'hookPosition' | 'iptablesMode'>): LinuxDataplane {
-  const runner = new ShellRunner(opts.netns ? ['ip', 'netns', 'exec', opts.netns] : [], { netns: opts.netns });
+export function linuxDataplane(opts: Pick<AgentOptions, 'netns' | 'hookPosition' | 'iptablesMode'>, runner?: KernelRunner): LinuxDataplane {
+  runner ??= new ShellRunner(netnsPrefix(opts.netns), { netns: opts.netns });
   return new LinuxDataplane({ runner, hookPosition: opts.hookPosition, tools: opts.iptablesMode === 'auto' ? undefined : toolsFor(opts.iptablesMode) });
 }
 
-/** The dataplane for this platform, or the one `--dataplane` names (tests run the Windows one on Linux). */
-export function pickDataplane(opts: Pick<AgentOptions, 'netns' | 'hookPosition' | 'iptablesMode' | 'dataplane'>, registry?: Registry): Dataplane {
-  const kind = opts.dataplane ?? (process.platform === 'win32' ? 'windows' : 'linux');
-  if (kind !== 'linux' && kind !== 'windows') throw new Error(`--dataplane must be linux or windows, not "${kind}"`);
-  return kind === 'windows' ? windowsDataplaneFromEnv(registry) : linuxDataplane(opts);
+function netnsPrefix(netns: string | undefined): string[] {
+  return netns ? ['ip', 'netns', 'exec', netns] : [];
+}
+
+export interface ChosenDataplane { dataplane: Dataplane; name: 'iptables' | 'nftables' | 'windows'; reason: string }
+
+/**
+ * The dataplane `--dataplane` names (tests run the Windows one on Linux). On Linux the other one
+ * is removed once the chosen one first applies, if it holds anything: a node switched between
+ * them would otherwise keep the old rules dropping.
+ */
+export async function pickDataplane(opts: Pick<AgentOptions, 'netns' | 'hookPosition' | 'iptablesMode' | 'dataplane'>, registry?: Registry, log?: Logger): Promise<ChosenDataplane> {
+  const flag = opts.dataplane ?? (process.platform === 'win32' ? 'windows' : 'auto');
+  if (flag === 'windows') return { dataplane: windowsDataplaneFromEnv(registry), name: 'windows', reason: '--dataplane windows' };
+  // One-off calls (the probe, removing the other dataplane) spawn a process each; only the chosen dataplane keeps a shell.
+  const once = new ExecRunner(netnsPrefix(opts.netns));
+  const probe = await probeNftables(once);
+  const { backend, reason } = chooseBackend(flag, probe);
+  if (backend === 'nftables') {
+    const iptables = linuxDataplane(opts, once);
+    const current = createNftablesDataplane({ netns: opts.netns, log });
+    return { dataplane: new HandoverDataplane(current, { name: 'iptables', dataplane: iptables, holdsState: () => iptables.holdsState() }, log), name: backend, reason };
+  }
+  const current = linuxDataplane(opts);
+  if (!probe.available) return { dataplane: current, name: backend, reason };
+  const nft = new NftablesDataplane({ runner: once, log });
+  return { dataplane: new HandoverDataplane(current, { name: 'nftables', dataplane: nft, holdsState: async () => (await nft.read()) !== undefined }, log), name: backend, reason };
 }
 
 export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const log = opts.log ?? createLogger('fencer-agent').child({ node: opts.nodeName });
   const kc = loadKubeConfig(opts.kubeconfig);
   const metrics = agentMetrics();
-  const dataplane = pickDataplane(opts, metrics.registry);
+  const chosen = await pickDataplane(opts, metrics.registry, log);
+  const dataplane = chosen.dataplane;
+  log.info({ dataplane: chosen.name, reason: chosen.reason }, 'dataplane chosen');
+  metrics.dataplane.set({ dataplane: chosen.name }, 1);
   const sharedSets = new SharedSetCache();
   const agent = new NodeAgent({
     nodeName: opts.nodeName, agentName: `fencer-agent@${hostname()}`, dataplane,
@@ -96,7 +126,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
 
 export function registerAgentCommand(program: Command): void {
   program.command('agent')
-    .description("enforce this node's CompiledPolicySet with ipset and iptables")
+    .description("enforce this node's CompiledPolicySet (nftables, ipset/iptables, or HNS on Windows)")
     .option('--node <name>', 'node name (default: $NODE_NAME)', process.env.NODE_NAME)
     .option('--kubeconfig <path>', 'kubeconfig (default: in-cluster or $KUBECONFIG)')
     .option('--netns <name>', 'run kernel tools inside this network namespace')
@@ -105,11 +135,11 @@ export function registerAgentCommand(program: Command): void {
     .option('--drift-seconds <s>', 'how often to verify the kernel still holds the enforced state (0: never)', (v) => Number(v), 10)
     .option('--hook-position <where>', 'FORWARD jump position: after-kube-services or first', 'after-kube-services')
     .option('--iptables-mode <mode>', 'auto, nft or legacy', 'auto')
-    .option('--dataplane <kind>', 'linux (ipset/iptables) or windows (HNS ACLs); default: by platform')
-    .option('--cleanup', 'remove every chain, jump and set Fencer owns, then exit')
-    .action(async (o: { node?: string; kubeconfig?: string; netns?: string; metricsPort: number; metricsHost?: string; driftSeconds: number; hookPosition: HookPosition; iptablesMode: 'auto' | IptablesMode; dataplane?: 'linux' | 'windows'; cleanup?: boolean }) => {
+    .option('--dataplane <kind>', 'auto, iptables (ipset/iptables), nftables, or windows (HNS ACLs); auto picks nftables where kube-proxy or Fencer already uses it (default: windows on Windows, auto elsewhere)', parseDataplaneFlag)
+    .option('--cleanup', 'remove every chain, jump, set and table Fencer owns (both Linux dataplanes), then exit')
+    .action(async (o: { node?: string; kubeconfig?: string; netns?: string; metricsPort: number; metricsHost?: string; driftSeconds: number; hookPosition: HookPosition; iptablesMode: 'auto' | IptablesMode; dataplane?: DataplaneFlag; cleanup?: boolean }) => {
       if (o.cleanup) {
-        const dataplane = pickDataplane(o);
+        const { dataplane } = await pickDataplane(o);
         await dataplane.cleanup();
         await dataplane.close?.();
         console.log('removed every chain, jump and set Fencer owns');

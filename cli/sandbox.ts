@@ -10,7 +10,13 @@ export function registerSandboxCommand(program: Command): void {
     .option('--prefix <p>', 'prefix of every network namespace it creates', 'fsbx')
     .option('--once', 'walk through the examples, then stop and clean up')
     .option('--down', 'stop a running sandbox or remove what a crashed one left, then exit')
-    .action(async (o: { nodes: number; prefix: string; once?: boolean; down?: boolean }) => {
+    .option('--dataplane <kind>', 'the agents\' dataplane: auto, iptables or nftables', 'auto')
+    .action(async (o: { nodes: number; prefix: string; once?: boolean; down?: boolean; dataplane: string }) => {
+      if (!['auto', 'iptables', 'nftables'].includes(o.dataplane)) {
+        console.error(`--dataplane ${o.dataplane}: expected auto, iptables or nftables`);
+        process.exitCode = 2;
+        return;
+      }
       if (o.down) return sandboxDown(o.prefix);
       process.exitCode = await runSandbox(o);
     });

@@ -23,6 +23,8 @@ export interface AgentProcessOptions {
   driftSeconds: number;
   /** FENCER_LOG_LEVEL of the process; its JSON log goes to this process's stdout. */
   logLevel: string;
+  /** `--dataplane` of the agent (default: auto). */
+  dataplane?: string;
 }
 
 export class AgentProcess implements SyncDestroyable {
@@ -49,6 +51,7 @@ export class AgentProcess implements SyncDestroyable {
     const child = spawn(NODE_BIN, [
       MAIN, 'agent', '--node', o.node, '--netns', o.netns, '--kubeconfig', o.kubeconfig, '--metrics-port', String(metricsPort),
       '--metrics-host', '127.0.0.1', '--drift-seconds', String(o.driftSeconds), '--hook-position', 'first', '--iptables-mode', 'auto',
+      ...(o.dataplane ? ['--dataplane', o.dataplane] : []),
     ], { detached: true, stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, FENCER_LOG_LEVEL: o.logLevel } });
     // A spawn that fails reports it as an 'error' event; unhandled, it would take the sandbox down.
     child.once('error', () => undefined);

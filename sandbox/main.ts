@@ -12,7 +12,7 @@ import { Sandbox } from './sandbox.ts';
 import { alive, readState, removeState, writeState } from './state.ts';
 import { examplePolicies, exampleWorkload } from './walkthrough.ts';
 
-export interface SandboxCommandOptions { nodes: number; prefix: string; once?: boolean }
+export interface SandboxCommandOptions { nodes: number; prefix: string; once?: boolean; dataplane?: string }
 
 const say = (m: string) => process.stderr.write(`[sandbox] ${m}\n`);
 
@@ -34,7 +34,7 @@ export async function runSandbox(opts: SandboxCommandOptions): Promise<number> {
   try {
     await resetCluster(cp.kubeConfig(), workload.namespaces);
     say(`starting the operator and ${nodes.length} agents on ${nodes.length} simulated nodes ...`);
-    sandbox = await Sandbox.start({ cluster: cp, nodes: nodes.map((name, i) => ({ name, podCIDR: nodeCIDR(i) })), prefix: opts.prefix, log, agents: 'processes' });
+    sandbox = await Sandbox.start({ cluster: cp, nodes: nodes.map((name, i) => ({ name, podCIDR: nodeCIDR(i) })), prefix: opts.prefix, log, agents: 'processes', dataplane: opts.dataplane === 'iptables' || opts.dataplane === 'nftables' ? opts.dataplane : undefined });
     const world = new ScenarioWorld(workload);
     for (const p of world.livePods()) await sandbox.addPod({ namespace: p.spec.namespace, name: p.spec.name, node: p.spec.node, ip: p.ip, labels: p.spec.labels, ports: p.spec.ports });
     // Ctrl-C also reaches the harness's crash handlers, which tear the sandbox down synchronously and

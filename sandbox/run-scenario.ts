@@ -14,15 +14,16 @@ import type { Logger } from '../runtime/log.ts';
 import type { Cluster } from '../localcluster/control-plane.ts';
 import { resetCluster } from './reset.ts';
 import { Sandbox, type SandboxPod } from './sandbox.ts';
+import type { LinuxBackend } from '../agent/dataplane/choose.ts';
 
 export interface E2eOutcome extends ScenarioOutcome { convergeMs: number[] }
 
-export async function runScenarioOnSandbox(cluster: Cluster, scenario: Scenario, print: (l: string) => void, log: Logger, prefix = 'fe2e'): Promise<E2eOutcome> {
+export async function runScenarioOnSandbox(cluster: Cluster, scenario: Scenario, print: (l: string) => void, log: Logger, prefix = 'fe2e', dataplane?: LinuxBackend): Promise<E2eOutcome> {
   const world = new ScenarioWorld(scenario);
   await resetCluster(cluster.kubeConfig(), scenario.namespaces);
-  const sandbox = await Sandbox.start({ cluster, nodes: scenario.nodes.map((name, i) => ({ name, podCIDR: nodeCIDR(i) })), prefix, log });
+  const sandbox = await Sandbox.start({ cluster, nodes: scenario.nodes.map((name, i) => ({ name, podCIDR: nodeCIDR(i) })), prefix, log, dataplane });
   const outcome: E2eOutcome = { passed: true, grids: 0, mismatches: 0, convergeMs: [] };
-  print(`== ${scenario.name} (${scenario.file}) [sandbox, real packets]`);
+  print(`== ${scenario.name} (${scenario.file}) [sandbox, real packets${dataplane ? `, ${dataplane}` : ''}]`);
   try {
     for (const p of world.livePods()) await sandbox.addPod(sandboxPod(p));
     await sandbox.waitEnforced(PolicyCompiler.compile(world.snapshot()));

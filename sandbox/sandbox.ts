@@ -1,6 +1,7 @@
 // A miniature cluster on one Linux machine, no Docker: the real kube-apiserver and etcd, the
 // operator, and one agent per simulated node; nodes and pods are network namespaces. The sandbox
 // plays kubelet: it registers Nodes and Pods with their real addresses.
+import type { LinuxBackend } from '../agent/dataplane/choose.ts';
 import { CustomObjectsApi, NetworkingV1Api, ApiException, type KubeConfig, type V1NetworkPolicy } from '@kubernetes/client-node';
 import { startAgent, type RunningAgent } from '../cli/agent.ts';
 import { expandSpec } from '../crds/codec.ts';
@@ -38,6 +39,8 @@ export interface SandboxOptions {
    * none: a test starts its own.
    */
   agents?: 'in-process' | 'processes' | 'none';
+  /** The agents' Linux dataplane (default: the agent's own choice, `auto`). */
+  dataplane?: LinuxBackend;
 }
 
 export class Sandbox {
@@ -91,7 +94,7 @@ export class Sandbox {
   private async startAgent(node: string, opts: SandboxOptions): Promise<void> {
     const agent = await startAgent({
       nodeName: node, kubeconfig: this.cluster.kubeconfigPath, netns: this.topology.nodeNetns(node), metricsPort: 0, metricsHost: '127.0.0.1',
-      driftSeconds: opts.driftSeconds ?? 10, hookPosition: 'first', iptablesMode: 'auto', log: opts.log.child({ component: 'agent', node }),
+      driftSeconds: opts.driftSeconds ?? 10, hookPosition: 'first', iptablesMode: 'auto', dataplane: opts.dataplane, log: opts.log.child({ component: 'agent', node }),
     });
     this.agents.set(node, agent);
   }
@@ -100,7 +103,7 @@ export class Sandbox {
     for (const n of opts.nodes) {
       const agent = await AgentProcess.start({
         node: n.name, netns: this.topology.nodeNetns(n.name), kubeconfig: this.cluster.kubeconfigPath,
-        driftSeconds: opts.driftSeconds ?? 10, logLevel: opts.log.level,
+        driftSeconds: opts.driftSeconds ?? 10, logLevel: opts.log.level, dataplane: opts.dataplane,
       });
       this.agentProcesses.set(n.name, agent);
     }

@@ -1,16 +1,20 @@
-// `npm run e2e -- FILE...`: scenario files on the sandbox with real packets (one control plane for
+// `npm run e2e -- [--dataplane iptables|nftables] FILE...`: scenario files on the sandbox with real packets (one control plane for
 // all files; each file gets fresh node and pod namespaces). Exit 0 all grids match, 1 a grid
 // differs, 2 an invalid file. FENCER_TEST_KUBECONFIG attaches to a running control plane instead.
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import type { LinuxBackend } from '../agent/dataplane/choose.ts';
 import { loadScenario, ScenarioError } from '../matrix/scenario.ts';
 import { createLogger } from '../runtime/log.ts';
 import { runScenarioOnSandbox } from '../sandbox/run-scenario.ts';
 import { attachCluster, startControlPlane, type Cluster } from '../localcluster/control-plane.ts';
 
-const files = process.argv.slice(2);
-if (files.length === 0) {
-  console.error('usage: npm run e2e -- FILE...');
+const args = process.argv.slice(2);
+const at = args.indexOf('--dataplane');
+const dataplane = at >= 0 ? args.splice(at, 2)[1] : undefined;
+const files = args;
+if (files.length === 0 || (dataplane !== undefined && dataplane !== 'iptables' && dataplane !== 'nftables')) {
+  console.error('usage: npm run e2e -- [--dataplane iptables|nftables] FILE...');
   process.exit(2);
 }
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -34,7 +38,7 @@ try {
       continue;
     }
     const started = performance.now();
-    const outcome = await runScenarioOnSandbox(cluster, scenario, (l) => console.log(l), log);
+    const outcome = await runScenarioOnSandbox(cluster, scenario, (l) => console.log(l), log, 'fe2e', dataplane as LinuxBackend | undefined);
     converge.push(...outcome.convergeMs);
     console.log(`-- ${scenario.name}: ${outcome.passed ? 'pass' : 'FAIL'} in ${((performance.now() - started) / 1000).toFixed(1)} s`);
     if (!outcome.passed) failed = true;

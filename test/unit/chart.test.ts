@@ -202,6 +202,8 @@ test('the agent\'s arguments are flags `fencer agent` has, each fed by a key of 
   // The values the agent accepts (cli/agent.ts): the chart's defaults are among them.
   assert.ok(['after-kube-services', 'first'].includes(data.FENCER_AGENT_HOOK_POSITION));
   assert.ok(['auto', 'nft', 'legacy'].includes(data.FENCER_AGENT_IPTABLES_MODE));
+  assert.equal(data.FENCER_AGENT_DATAPLANE, 'auto');
+  assert.equal(settings(render({ set: { 'agent.dataplane': 'nftables' } })).FENCER_AGENT_DATAPLANE, 'nftables');
 });
 
 test('npm-metrics-cluster-service: port 9000 → 10091 on the operator pods', () => {

@@ -74,10 +74,10 @@ for (const image of images) {
   });
 }
 
-test('the agent image installs iptables (both backends) and ipset; the operator image no system packages', () => {
+test('the agent image installs iptables (both backends), ipset and nft; the operator image no system packages', () => {
   const agent = parse('Dockerfile.agent').stages[1];
   const apt = agent.lines.find((l) => l.includes('apt-get install'));
-  assert.match(apt ?? '', /--no-install-recommends iptables ipset\b/);
+  assert.match(apt ?? '', /--no-install-recommends iptables ipset nftables\b/);
   assert.match(apt ?? '', /rm -rf \/var\/lib\/apt\/lists/);
   assert.ok(!parse('Dockerfile.operator').stages[1].lines.some((l) => l.includes('apt-get')));
   // The root agent is not privileged: the DaemonSet grants it two capabilities, nothing more.

@@ -181,15 +181,16 @@ test('HNS latencies and failures land in Azure NPM\'s npm_windows_* metrics', as
   assert.match(text, /npm_windows_setpolicy_failure_total\{operation="create",is_nested="false"\} 1/);
 });
 
-test('fencer agent picks the dataplane by platform unless --dataplane names one; the Windows one reads its settings from the environment', async () => {
+test('fencer agent picks Windows on Windows and a Linux dataplane elsewhere unless --dataplane names one; the Windows one reads its settings from the environment', async () => {
   const { pickDataplane } = await import('../../cli/agent.ts');
-  const { LinuxDataplane } = await import('../../agent/dataplane/linux/dataplane.ts');
+  const { parseDataplaneFlag } = await import('../../agent/dataplane/choose.ts');
   const { windowsDataplaneFromEnv } = await import('../../agent/dataplane/windows/from-env.ts');
   const base = { hookPosition: 'after-kube-services' as const, iptablesMode: 'auto' as const };
-  assert.ok(pickDataplane({ ...base, dataplane: 'windows' }) instanceof WindowsDataplane);
-  assert.ok(pickDataplane({ ...base, dataplane: 'linux' }) instanceof LinuxDataplane);
-  assert.ok(pickDataplane(base) instanceof (process.platform === 'win32' ? WindowsDataplane : LinuxDataplane));
-  assert.throws(() => pickDataplane({ ...base, dataplane: 'bsd' as never }), /linux or windows/);
+  const windows = await pickDataplane({ ...base, dataplane: 'windows' });
+  assert.ok(windows.dataplane instanceof WindowsDataplane);
+  assert.equal((await pickDataplane({ ...base, dataplane: 'linux' })).name, 'iptables', '"linux" is the ipset/iptables dataplane, as before nftables');
+  assert.equal((await pickDataplane(base)).name === 'windows', process.platform === 'win32');
+  assert.throws(() => parseDataplaneFlag('bsd'), /auto, iptables, nftables, windows/);
   assert.throws(() => windowsDataplaneFromEnv(undefined, { FENCER_HNS_INGRESS_PEER_FIELD: 'Source' }), /LocalAddresses or RemoteAddresses/);
   assert.ok(windowsDataplaneFromEnv(new Registry(), { NODE_IP: '10.0.0.4', FENCER_HNS_SCTP: 'false' }) instanceof WindowsDataplane);
 });

@@ -173,6 +173,18 @@ export class LinuxDataplane implements Dataplane {
       });
   }
 
+  /** Whether the kernel holds any chain, jump or set of Fencer's (false when iptables cannot be run at all). */
+  async holdsState(): Promise<boolean> {
+    await this.settled();
+    let kernel: KernelState;
+    try {
+      kernel = await this.readKernel();
+    } catch {
+      return false;
+    }
+    return kernel.chains.size > 0 || forwardJumpIndex(kernel.forward) >= 0 || [...kernel.sets.keys()].some((n) => n.startsWith(PREFIX));
+  }
+
   /** Removes every chain, jump and set Fencer owns, and nothing else. */
   async cleanup(): Promise<void> {
     await this.settled();
