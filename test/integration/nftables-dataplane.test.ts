@@ -9,6 +9,7 @@ import { readdirSync } from 'node:fs';
 import type { CompiledPolicySetSpec } from '../../crds/types.ts';
 import { NftablesDataplane, createNftablesDataplane } from '../../agent/dataplane/nftables/dataplane.ts';
 import { commitCommand, INCOMPLETE } from '../../agent/dataplane/nftables/commit.ts';
+import { NftSession } from '../../agent/dataplane/nftables/session.ts';
 import { parseNftJson } from '../../agent/dataplane/nftables/live-state.ts';
 import { planNft } from '../../agent/dataplane/nftables/plan.ts';
 import { renderTable } from '../../agent/dataplane/nftables/render.ts';
@@ -64,12 +65,16 @@ function tableState(ns: Netns): string {
 const OTHER = 'table inet other {\n\tchain guard {\n\t\ttype filter hook forward priority 10; policy accept;\n\t\ttcp dport 9 accept comment "not fencer\'s"\n\t}\n}\n';
 const otherTable = (ns: Netns) => ns.exec(['nft', 'list', 'table', 'inet', 'other']);
 
-for (const [label, makeRunner] of [['a process per call', (ns: string) => nsRunner(ns)], ['one shell', (ns: string) => new ShellRunner(['ip', 'netns', 'exec', ns], { netns: ns })]] as const) {
+for (const [label, makeRunner, session] of [
+  ['a process per call', (ns: string) => nsRunner(ns), false],
+  ['one shell', (ns: string) => new ShellRunner(['ip', 'netns', 'exec', ns], { netns: ns }), false],
+  ['one shell, member changes through an nft session', (ns: string) => new ShellRunner(['ip', 'netns', 'exec', ns], { netns: ns }), true],
+] as const) {
   test(`apply, re-apply, member change, pod change, rule change and cleanup leave exactly the expected table, and no other table changes (${label})`, async () => {
     await withNetns(async (ns) => {
       ns.exec(['nft', '-f', '-'], OTHER);
       const other = otherTable(ns);
-      const dp = new NftablesDataplane({ runner: makeRunner(ns.name) });
+      const dp = new NftablesDataplane({ runner: makeRunner(ns.name), session: session ? new NftSession(['ip', 'netns', 'exec', ns.name]) : undefined });
       try {
         const first = await dp.apply(named);
         assert.equal(first.kind, 'rules');

@@ -150,3 +150,13 @@ test('auto prefers nftables only where nft works and kube-proxy or Fencer alread
   assert.equal(preferNftables({ available: true, kubeProxy: false, fencerTable: false }), false);
   assert.equal(preferNftables({ available: false, kubeProxy: true, fencerTable: true }), false);
 });
+
+test('a session line is the plan\'s element changes as one transaction, deletes first, or nothing when it exceeds one atomic pipe write', async () => {
+  const { sessionLine } = await import('../../agent/dataplane/nftables/session.ts');
+  assert.equal(sessionLine([{ verb: 'delete', set: 'p-1', elements: ['10.0.0.1'] }, { verb: 'add', set: 'p-1', elements: ['10.0.0.2', '10.0.0.3'] }, { verb: 'add', set: 'p-2', elements: [] }]),
+    'delete element inet fencer p-1 { 10.0.0.1 }; add element inet fencer p-1 { 10.0.0.2, 10.0.0.3 }');
+  assert.equal(sessionLine([]), undefined);
+  const many = Array.from({ length: 400 }, (_, i) => `10.1.${Math.floor(i / 250)}.${i % 250}`);
+  assert.equal(sessionLine([{ verb: 'add', set: 'p-1', elements: many }]), undefined, 'over 4096 bytes');
+  assert.ok(sessionLine([{ verb: 'add', set: 'p-1', elements: many.slice(0, 100) }]));
+});

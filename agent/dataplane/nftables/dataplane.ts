@@ -12,6 +12,7 @@ import { parseNftJson, type LiveState } from './live-state.ts';
 import { TABLE_REF } from './names.ts';
 import { planNft } from './plan.ts';
 import { REMOVE_TABLE, renderTable } from './render.ts';
+import { NftSession, sessionLine } from './session.ts';
 import { desiredState } from './translate.ts';
 
 /** How old a read taken ahead of the first apply may be; older ones are read again. */
@@ -19,6 +20,8 @@ const READ_AHEAD_MAX_AGE_MS = 2000;
 
 export interface NftablesDataplaneOptions {
   runner: KernelRunner;
+  /** Member-only changes that fit one line go through it; without one, every change is an `nft -f`. */
+  session?: NftSession;
   log?: Logger;
 }
 
@@ -32,6 +35,7 @@ export class NftApplyError extends Error {
 
 export class NftablesDataplane implements Dataplane {
   private readonly runner: KernelRunner;
+  private readonly session?: NftSession;
   private readonly log?: Logger;
   /**
    * The table after our last successful apply, or after a clean drift check; dropped on any
@@ -44,6 +48,7 @@ export class NftablesDataplane implements Dataplane {
 
   constructor(opts: NftablesDataplaneOptions) {
     this.runner = opts.runner;
+    this.session = opts.session;
     this.log = opts.log;
   }
 
@@ -91,7 +96,7 @@ export class NftablesDataplane implements Dataplane {
       if (live && plan.whole) this.log?.info({ reasons: plan.differences.slice(0, 5) }, 'replacing the nftables table whole');
       const started = performance.now();
       try {
-        await commitScript(this.runner, plan.script);
+        await this.commit(plan);
       } catch (e) {
         if (plan.whole) throw new NftApplyError('nft -f', e as Error);
         // The table is not what the plan took it for (changed since it was read or trusted, or a
@@ -111,6 +116,21 @@ export class NftablesDataplane implements Dataplane {
     }
     this.known = plan.after;
     return outcome;
+  }
+
+  /** A member-only change through the session when it fits one line (falling back to `nft -f` if the session fails); anything else with `nft -f`. */
+  private async commit(plan: ReturnType<typeof planNft>): Promise<void> {
+    const line = this.session && plan.kind === 'members' ? sessionLine(plan.changes) : undefined;
+    if (line) {
+      try {
+        return await this.session!.commit(line);
+      } catch (e) {
+        // Refused by the kernel: the same change through nft -f would be refused too, and the caller replaces the table.
+        if (/^nft refused/.test((e as Error).message)) throw e;
+        this.log?.warn({ err: (e as Error).message }, 'the nft session failed; committing with nft -f');
+      }
+    }
+    await commitScript(this.runner, plan.script);
   }
 
   /** What applying would change now; empty when the table holds exactly the spec. */
@@ -135,6 +155,7 @@ export class NftablesDataplane implements Dataplane {
   }
 
   async close(): Promise<void> {
+    await this.session?.close();
     await this.runner.close?.();
   }
 }
@@ -149,6 +170,7 @@ export interface CreateNftablesOptions {
 
 /** The agent's nftables dataplane, set up as cli/agent.ts sets up the iptables one. */
 export function createNftablesDataplane(opts: CreateNftablesOptions = {}): NftablesDataplane {
-  const runner = opts.runner ?? new ShellRunner(opts.netns ? ['ip', 'netns', 'exec', opts.netns] : [], { netns: opts.netns });
-  return new NftablesDataplane({ runner, log: opts.log });
+  const prefix = opts.netns ? ['ip', 'netns', 'exec', opts.netns] : [];
+  const runner = opts.runner ?? new ShellRunner(prefix, { netns: opts.netns });
+  return new NftablesDataplane({ runner, session: opts.runner ? undefined : new NftSession(prefix), log: opts.log });
 }

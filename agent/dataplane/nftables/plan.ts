@@ -12,6 +12,7 @@ import { madeSet, type LiveState } from './live-state.ts';
 import { DISPATCH_MAPS, FORWARD_CHAIN, FORWARD_PRIORITY, TABLE_REF } from './names.ts';
 import { elementStatement, mapElement, MAP_TYPE, renderTable, SET_TYPES } from './render.ts';
 import type { Desired, DesiredRule } from './translate.ts';
+import type { ElementChange } from './session.ts';
 
 export interface Plan {
   kind: 'noop' | 'members' | 'rules';
@@ -24,6 +25,8 @@ export interface Plan {
   counts: Desired['counts'];
   /** The table once the script is committed. */
   after: LiveState;
+  /** A members plan's element changes, deletes first (the script holds the same). */
+  changes: ElementChange[];
 }
 
 const FORWARD_BASE = `filter forward ${FORWARD_PRIORITY} accept`;
@@ -33,11 +36,16 @@ const liveDecl = (statements: string[]) => statements.map((s) => s.replace(/^(ty
 export function planNft(d: Desired, live: LiveState | undefined): Plan {
   const after = afterState(d);
   const whole = live ? wholeReasons(d, live) : ['the table inet fencer is missing'];
-  if (whole.length) return { kind: 'rules', whole: true, script: renderTable(d), differences: whole, counts: d.counts, after };
+  if (whole.length) return { kind: 'rules', whole: true, script: renderTable(d), differences: whole, counts: d.counts, after, changes: [] };
   const t = live!;
   const diff: string[] = [];
   const head: string[] = [];
   const elements: string[] = [];
+  const changes: ElementChange[] = [];
+  const change = (verb: ElementChange['verb'], set: string, list: readonly string[]) => {
+    if (list.length) changes.push({ verb, set, elements: list });
+    return elementStatement(verb, set, list);
+  };
   const body: string[] = [];
   const tail: string[] = [];
   for (const s of d.sets) {
@@ -51,7 +59,7 @@ export function planNft(d: Desired, live: LiveState | undefined): Plan {
     const { missing, extra } = elementDiff(have.elements, s.elements);
     if (missing.length + extra.length) diff.push(described(`set ${s.name}`, missing, extra));
     // Deletes first: an interval set refuses a block that overlaps one still in it.
-    elements.push(...elementStatement('delete', s.name, extra), ...elementStatement('add', s.name, missing));
+    elements.push(...change('delete', s.name, extra), ...change('add', s.name, missing));
   }
   for (const direction of ['egress', 'ingress'] as const) {
     const name = DISPATCH_MAPS[direction];
@@ -61,7 +69,7 @@ export function planNft(d: Desired, live: LiveState | undefined): Plan {
     const missing = [...want].filter(([ip, to]) => have.get(ip) !== to);
     if (missing.length + extra.length) diff.push(described(`map ${name}`, missing.map(mapElement), extra));
     // Entries pointing to chains about to be deleted go before the chains do.
-    elements.push(...elementStatement('delete', name, extra), ...elementStatement('add', name, missing.map(mapElement)));
+    elements.push(...change('delete', name, extra), ...change('add', name, missing.map(mapElement)));
   }
   for (const [chain, rules] of d.chains) {
     const have = t.chains.get(chain);
@@ -82,7 +90,7 @@ export function planNft(d: Desired, live: LiveState | undefined): Plan {
   }
   const ruleChange = head.length + body.length + tail.length > 0;
   const script = [...head, ...elements, ...body, ...tail];
-  return { kind: ruleChange ? 'rules' : script.length ? 'members' : 'noop', whole: false, script: script.length ? `${script.join('\n')}\n` : '', differences: diff, counts: d.counts, after };
+  return { kind: ruleChange ? 'rules' : script.length ? 'members' : 'noop', whole: false, script: script.length ? `${script.join('\n')}\n` : '', differences: diff, counts: d.counts, after, changes };
 }
 
 /** Why the table cannot be brought up to date piece by piece. */
