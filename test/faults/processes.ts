@@ -105,6 +105,8 @@ export interface AgentProcessOptions {
   driftSeconds?: number;
   /** PATH for the process (a shim in front of the kernel tools). */
   path?: string;
+  /** `--dataplane` (default: the agent's own, auto). */
+  dataplane?: 'iptables' | 'nftables';
 }
 
 export async function spawnAgent(o: AgentProcessOptions): Promise<FencerProcess> {
@@ -112,6 +114,7 @@ export async function spawnAgent(o: AgentProcessOptions): Promise<FencerProcess>
   return spawnFencer([
     'agent', '--node', o.node, '--netns', o.netns, '--kubeconfig', o.kubeconfig,
     '--metrics-port', String(metricsPort), '--metrics-host', '127.0.0.1', '--drift-seconds', String(o.driftSeconds ?? 0), '--hook-position', 'first',
+    ...(o.dataplane ? ['--dataplane', o.dataplane] : []),
   ], { logFile: o.logFile, metricsPort, env: { ...(o.path ? { PATH: o.path } : {}), FENCER_LOG_LEVEL: 'info' } });
 }
 

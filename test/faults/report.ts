@@ -36,6 +36,8 @@ export interface ReliabilityRow {
 export const EXPECTED_ROWS = [
   '01-agent-sigkill',
   '02-agent-restart-noop',
+  '01b-agent-sigkill-nftables',
+  '02b-agent-restart-noop-nftables',
   '03-operator-leader-kill',
   '04-apiserver-outage',
   '05-drift-chain',
@@ -141,10 +143,11 @@ export function renderReport(rows: ReliabilityRow[]): string {
 }
 
 const HOW = `- **Agents as processes**: \`bin/fencer agent --netns …\` runs in its own process group; a kill
-  (\`SIGKILL\` to the group) takes its in-flight \`ipset\`/\`iptables-restore\` children with it, as a
-  container kill does.
-- **Kernel tools**: a PATH shim (\`test/faults/shim.ts\`) stands in front of \`ipset\` and
-  \`iptables-*\`; it logs every call (so "zero kernel changes" is checked call by call, besides
+  stops it, then \`SIGKILL\`s its group and the group of every descendant (the agent runs its tools
+  through a shell in a group of its own), so its in-flight \`ipset\`/\`iptables-restore\`/\`nft\` go
+  with it, as a container kill does.
+- **Kernel tools**: a PATH shim (\`test/faults/shim.ts\`) stands in front of \`ipset\`,
+  \`iptables-*\` and \`nft\`; it logs every call (so "zero kernel changes" is checked call by call, besides
   comparing \`iptables-save\`/\`ipset save\`) and can delay or fail chosen subcommands on command.
 - **Outage**: \`stopServers()\`/\`startServers()\` of \`localcluster/control-plane.ts\` stop kube-apiserver
   and etcd and start them again on the same ports and data; before etcd stops, its revision is moved on

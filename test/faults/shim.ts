@@ -19,6 +19,7 @@ export const SHIMMED_TOOLS = [
   'iptables-nft', 'iptables-legacy',
   'iptables-nft-restore', 'iptables-legacy-restore',
   'iptables-nft-save', 'iptables-legacy-save',
+  'nft',
 ] as const;
 export type ShimmedTool = (typeof SHIMMED_TOOLS)[number];
 
@@ -74,7 +75,8 @@ function realPath(tool: string): string {
 
 const READ_ONLY = (c: ShimCall) => /-save$/.test(c.tool)
   || (c.tool === 'ipset' && ['save', 'list', '-L', 'version', '-v', '-n'].includes(c.args[0] ?? ''))
-  || (/^iptables-(nft|legacy)$/.test(c.tool) && c.args.some((a) => ['-S', '-L', '--list', '--list-rules', '-V', '--version'].includes(a)));
+  || (/^iptables-(nft|legacy)$/.test(c.tool) && c.args.some((a) => ['-S', '-L', '--list', '--list-rules', '-V', '--version'].includes(a)))
+  || (c.tool === 'nft' && (c.args.includes('list') || c.args.includes('--version') || c.args.includes('-v')));
 
 export function createShim(): Shim {
   const dir = mkdtempSync(join(tmpdir(), 'fencer-shim-'));

@@ -1,5 +1,6 @@
-// No injection into iptables/ipset: whatever users put in names, namespaces, labels and port names,
-// the restore payloads hold only hashes, ids, addresses and numbers (test/faults/fuzz.ts's grammar);
+// No injection into iptables/ipset or nft: whatever users put in names, namespaces, labels and port
+// names, the restore payloads and the nft script hold only hashes, ids, addresses and numbers
+// (test/faults/fuzz.ts's grammar for the payloads, NFT_LINE below for the script);
 // a CompiledPolicySet carrying text where the payload would take it is rejected by validation; kernel
 // tools run from argument vectors, never a shell; names that would collide once shortened do not.
 import { test } from 'node:test';
@@ -8,6 +9,8 @@ import fc from 'fast-check';
 import type { V1NetworkPolicy } from '@kubernetes/client-node';
 import { ExecRunner } from '../../agent/dataplane/linux/runner.ts';
 import { planApply } from '../../agent/dataplane/linux/plan.ts';
+import { renderTable } from '../../agent/dataplane/nftables/render.ts';
+import { desiredState } from '../../agent/dataplane/nftables/translate.ts';
 import { validateCps } from '../../agent/validate.ts';
 import { cpsObject } from '../../operator/cps-object.ts';
 import type { CompiledPolicySet, CompiledPolicySetSpec } from '../../crds/types.ts';
@@ -76,9 +79,19 @@ function userStrings(c: ClusterSnapshot): string[] {
   return [...out].filter((s) => s.length >= 6 && !/^[0-9a-f]+$/.test(s));
 }
 
+/** What either Linux dataplane hands the kernel for `spec`: ipset and iptables-restore payloads, and the nft script. */
 function payloads(spec: CompiledPolicySetSpec): string {
   const plan = planApply(spec, { sets: new Map(), chains: new Map(), forward: [] });
-  return `${plan.ipset}${plan.iptables}`;
+  return `${plan.ipset}${plan.iptables}${renderTable(desiredState(spec))}`;
+}
+
+// The nft script's grammar: comments only as Fencer writes them (a hash and an id or a fixed
+// label), and outside them nothing but nft's keywords, names made of ids, addresses and numbers.
+const NFT_COMMENT = / comment "fencer:[0-9a-f]{16} (?:[a-z]-[0-9a-f]{16}|default deny t-[0-9a-f]{16}|only new connections|egress|ingress)"/g;
+const NFT_LINE = /^[\ta-z0-9_.:/ ,{}@;!=<>-]*$/;
+
+function nftProblems(spec: CompiledPolicySetSpec): string[] {
+  return renderTable(desiredState(spec)).split('\n').filter((line) => !NFT_LINE.test(line.replace(NFT_COMMENT, ''))).map((line) => `nft line outside the grammar: ${line}`);
 }
 
 const figures = { clusters: 0, payloadLines: 0, hostileFieldsRejected: 0, freeTextFieldsInert: 0, collisions: 0 };
@@ -89,6 +102,7 @@ test('names, namespaces, labels and port names with every allowed character neve
     const strings = userStrings(c);
     for (const spec of specs.values()) {
       assert.deepEqual(payloadProblems(spec), []);
+      assert.deepEqual(nftProblems(spec), []);
       const text = payloads(spec);
       figures.payloadLines += text.split('\n').length;
       for (const s of strings) assert.ok(!text.includes(s), `"${s}" reached the payload of ${spec.nodeName}`);
@@ -112,6 +126,7 @@ test('hostile text in labels and names (from offline manifests the apiserver wou
     };
     const spec = PolicyCompiler.compile(c).get('node-1')!;
     assert.deepEqual(payloadProblems(spec), [], JSON.stringify(bad));
+    assert.deepEqual(nftProblems(spec), [], JSON.stringify(bad));
     assert.ok(!payloads(spec).includes(bad.trim()), `${JSON.stringify(bad)} reached the payload`);
     // Selectors with such labels are reported and match nothing (fail closed), never half-understood.
     const validLabel = /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/.test(bad);
