@@ -55,7 +55,7 @@ function chain(script: string, name: string): string[] {
   return lines.slice(at + 1, lines.indexOf('\t}', at)).map((l) => l.trim());
 }
 
-test('ingress and egress rules become ordered chains that return on a match and end in drop', () => {
+test('ingress and egress rules become chains that return on a match and end in drop', () => {
   const script = renderTable(desiredState(spec(
     [{ name: P, kind: 'ip', origin: 'peers', members: ['10.244.2.11'] }, { name: N, kind: 'ipPort', origin: 'named', members: ['10.244.1.10,tcp:8080'] }],
     [
@@ -66,10 +66,10 @@ test('ingress and egress rules become ordered chains that return on a match and 
   )));
   const ingress = chain(script, `ingress-${T}`).map((l) => l.replace(/ comment ".*"$/, ''));
   assert.deepEqual(ingress, [
-    `ip saddr @${P} tcp dport 80-90 return`,
     `ip saddr @${P} meta l4proto sctp return`,
-    `meta l4proto tcp ip daddr . meta l4proto . th dport @${N} return`,
+    `ip saddr @${P} tcp dport 80-90 return`,
     'udp dport 53 return',
+    `meta l4proto tcp ip daddr . meta l4proto . th dport @${N} return`,
     'drop',
   ]);
   assert.deepEqual(chain(script, `egress-${T}`).map((l) => l.replace(/ comment ".*"$/, '')), [`ip daddr @${P} return`, 'drop']);
@@ -78,6 +78,27 @@ test('ingress and egress rules become ordered chains that return on a match and 
   assert.match(script, new RegExp(`^\\t\\t\\t10\\.244\\.1\\.10 : jump ingress-${T}$`, 'm'));
   assert.ok(script.startsWith('table inet fencer\ndelete table inet fencer\ntable inet fencer {\n'), 'the script replaces its own table and names no other');
   assert.doesNotMatch(script, /table (ip|ip6|arp|bridge|netdev) |table inet (?!fencer)/);
+});
+
+test('rules of a target are folded by peer: plain ports become one set per protocol, ranges merged; any port or any port of a protocol covers the rest', () => {
+  const Q = 'p-00000000000000bb';
+  const script = renderTable(desiredState(spec(
+    [{ name: P, kind: 'ip', origin: 'peers', members: ['10.244.2.11'] }, { name: Q, kind: 'ip', origin: 'more peers', members: ['10.244.2.12'] }],
+    [
+      rule('r-0000000000000001', { peers: [P, Q], anyPort: false, ports: [{ protocol: 'TCP', port: 443 }, { protocol: 'TCP', port: 80, endPort: 90 }, { protocol: 'UDP', port: 53 }] }),
+      rule('r-0000000000000002', { peers: [P], anyPort: false, ports: [{ protocol: 'TCP', port: 85, endPort: 100 }, { protocol: 'TCP', port: 101 }, { protocol: 'UDP' }] }),
+      rule('r-0000000000000003', { peers: [Q], anyPort: false, ports: [{ protocol: 'TCP', port: 8080 }] }),
+      rule('r-0000000000000004', { peers: [Q] }),
+    ],
+  )));
+  assert.deepEqual(chain(script, `ingress-${T}`).map((l) => l.replace(/ comment ".*"$/, '')), [
+    `ip saddr @${P} meta l4proto udp return`,
+    `ip saddr @${P} tcp dport { 80-101, 443 } return`,
+    `ip saddr @${Q} return`,
+    'drop',
+  ]);
+  // Folding never widens: every (peer, protocol, port) the rules allow is allowed, nothing else.
+  assert.doesNotMatch(script, /dport \{[^}]*\b(79|102)\b/);
 });
 
 test('empty rule lists deny everything in that direction; a rule whose peers resolved to nothing renders nothing', () => {

@@ -71,9 +71,7 @@ function renderChains(targets: Target[]): { chains: Map<string, DesiredRule[]>; 
       if (!rules) continue;
       const chain = targetChain(direction, target.podSet);
       chains.set(chain, []);
-      for (const rule of rules) {
-        for (const body of ruleBodies(rule, direction, referenced)) add(chain, body, checkedId(rule.id));
-      }
+      for (const { body, label } of foldedRules(rules, direction, referenced)) add(chain, body, label);
       // Drop is final: no other table's accept can let the packet through.
       add(chain, 'drop', `default deny ${target.podSet}`);
     }
@@ -81,30 +79,81 @@ function renderChains(targets: Target[]): { chains: Map<string, DesiredRule[]>; 
   return { chains, referenced: [...referenced].sort() };
 }
 
-/** One rule per (port, peer) combination, ports first as the iptables backend orders them. */
-function ruleBodies(rule: Rule, direction: Direction, referenced: Set<string>): string[] {
+/** What one peer (or any peer) is allowed to, gathered over every rule of a target's direction. */
+interface PeerAllows { label: string; anyPort: boolean; anyOf: Set<Proto>; ports: Map<Proto, Array<[number, number]>>; named: string[] }
+
+/**
+ * Every rule of a target chain returns (allows) and the chain ends in drop, so the order of its
+ * rules changes no verdict: the rules of all the policies selecting the target are folded by peer,
+ * and each peer's plain ports become one anonymous set per protocol. Fewer rules for the kernel to
+ * commit and for a packet to walk: a rule with 3 ports and 4 peers is 4 rules, not 12.
+ */
+function foldedRules(rules: Rule[], direction: Direction, referenced: Set<string>): Array<{ body: string; label: string }> {
   const remote = direction === 'ingress' ? 'saddr' : 'daddr';
   const use = (id: string) => {
     referenced.add(checkedId(id));
     return id;
   };
-  // A rule whose peers or ports resolved to nothing has no line: it allows nothing.
-  const peers = rule.anyPeer ? [''] : rule.peers.map((id) => `ip ${remote} @${use(id)}`);
-  const ports = rule.anyPort ? [''] : rule.ports.map((p) => portMatch(p, use));
-  const out: string[] = [];
-  for (const port of ports) for (const peer of peers) out.push([peer, port, 'return'].filter((s) => s !== '').join(' '));
+  const byPeer = new Map<string, PeerAllows>();
+  for (const rule of rules) {
+    // A rule whose peers or ports resolved to nothing allows nothing.
+    const peers = rule.anyPeer ? [''] : rule.peers.map((id) => `ip ${remote} @${use(id)}`);
+    for (const peer of peers) {
+      let a = byPeer.get(peer);
+      if (!a) byPeer.set(peer, (a = { label: checkedId(rule.id), anyPort: false, anyOf: new Set(), ports: new Map(), named: [] }));
+      if (rule.anyPort) a.anyPort = true;
+      else for (const p of rule.ports) addPort(a, p, use);
+    }
+  }
+  const out: Array<{ body: string; label: string }> = [];
+  const emit = (label: string, ...parts: string[]) => out.push({ body: [...parts.filter((x) => x !== ''), 'return'].join(' '), label });
+  for (const [peer, a] of byPeer) {
+    if (a.anyPort) {
+      emit(a.label, peer);
+      continue;
+    }
+    for (const proto of a.anyOf) emit(a.label, peer, `meta l4proto ${proto}`);
+    for (const [proto, ranges] of a.ports) {
+      if (a.anyOf.has(proto)) continue;
+      const merged = mergeRanges(ranges).map(([lo, hi]) => (lo === hi ? `${lo}` : `${lo}-${hi}`));
+      emit(a.label, peer, `${proto} dport ${merged.length === 1 ? merged[0] : `{ ${merged.join(', ')} }`}`);
+    }
+    for (const match of new Set(a.named)) emit(a.label, peer, match);
+  }
+  return out;
+}
+
+type Proto = (typeof PROTOCOLS)[keyof typeof PROTOCOLS];
+
+function addPort(a: PeerAllows, p: PortMatch, use: (id: string) => string): void {
+  const proto = PROTOCOLS[p.protocol];
+  if (!proto) throw new Error(`unsupported protocol ${JSON.stringify(p.protocol)}`);
+  // The set's key carries the protocol too; the explicit match keeps the rule as narrow as `-p`.
+  if (p.namedPortSet) {
+    a.named.push(`meta l4proto ${proto} ip daddr . meta l4proto . th dport @${use(p.namedPortSet)}`);
+    return;
+  }
+  if (p.port === undefined) {
+    a.anyOf.add(proto);
+    return;
+  }
+  const [low, high] = [p.port, p.endPort ?? p.port];
+  if (![low, high].every((n) => Number.isInteger(n) && n >= 1 && n <= 65535) || high < low) throw new Error(`bad port range ${low}-${high}`);
+  const list = a.ports.get(proto) ?? [];
+  list.push([low, high]);
+  a.ports.set(proto, list);
+}
+
+/** Overlapping and adjacent ranges joined (an anonymous interval set refuses overlaps), in order. */
+function mergeRanges(ranges: Array<[number, number]>): Array<[number, number]> {
+  const sorted = [...ranges].sort((x, y) => x[0] - y[0]);
+  const out: Array<[number, number]> = [];
+  for (const [lo, hi] of sorted) {
+    const last = out[out.length - 1];
+    if (last && lo <= last[1] + 1) last[1] = Math.max(last[1], hi);
+    else out.push([lo, hi]);
+  }
   return out;
 }
 
 const PROTOCOLS = { TCP: 'tcp', UDP: 'udp', SCTP: 'sctp' } as const;
-
-function portMatch(p: PortMatch, use: (id: string) => string): string {
-  const proto = PROTOCOLS[p.protocol];
-  if (!proto) throw new Error(`unsupported protocol ${JSON.stringify(p.protocol)}`);
-  // The set's key carries the protocol too; the explicit match keeps the rule as narrow as `-p`.
-  if (p.namedPortSet) return `meta l4proto ${proto} ip daddr . meta l4proto . th dport @${use(p.namedPortSet)}`;
-  if (p.port === undefined) return `meta l4proto ${proto}`;
-  const [low, high] = [p.port, p.endPort ?? p.port];
-  if (![low, high].every((n) => Number.isInteger(n) && n >= 1 && n <= 65535) || high < low) throw new Error(`bad port range ${low}-${high}`);
-  return `${proto} dport ${high === low ? low : `${low}-${high}`}`;
-}
