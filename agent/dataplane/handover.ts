@@ -17,6 +17,7 @@ export class HandoverDataplane implements Dataplane {
   private readonly previous: PreviousDataplane;
   private readonly log?: Logger;
   private handedOver = false;
+  private applied = false;
 
   constructor(current: Dataplane, previous: PreviousDataplane, log?: Logger) {
     this.current = current;
@@ -26,6 +27,7 @@ export class HandoverDataplane implements Dataplane {
 
   async apply(spec: CompiledPolicySetSpec): Promise<DataplaneOutcome> {
     const outcome = await this.current.apply(spec);
+    this.applied = true;
     if (!this.handedOver) await this.handOver();
     return outcome;
   }
@@ -43,7 +45,9 @@ export class HandoverDataplane implements Dataplane {
     }
   }
 
-  drift(spec: CompiledPolicySetSpec): Promise<string[]> {
+  /** A removal that failed is tried again here too: a node with no change coming still gets there. */
+  async drift(spec: CompiledPolicySetSpec): Promise<string[]> {
+    if (this.applied && !this.handedOver) await this.handOver();
     return this.current.drift(spec);
   }
 

@@ -65,3 +65,15 @@ test('a removal that fails is tried again after the next apply; the apply itself
   await dp.apply(spec('c'));
   assert.deepEqual(previous.calls, ['cleanup', 'cleanup']);
 });
+
+test('a removal that failed is tried again by the drift check, so a node with no change coming still loses the other dataplane\'s rules', async () => {
+  const previous = new FakeDataplane();
+  previous.failCleanup = 1;
+  const dp = new HandoverDataplane(new FakeDataplane(), { name: 'iptables', dataplane: previous, holdsState: async () => true });
+  assert.deepEqual(await dp.drift(spec('a')), [], 'before any apply the other dataplane is left alone');
+  assert.deepEqual(previous.calls, []);
+  await dp.apply(spec('a'));
+  await dp.drift(spec('a'));
+  await dp.drift(spec('a'));
+  assert.deepEqual(previous.calls, ['cleanup', 'cleanup']);
+});

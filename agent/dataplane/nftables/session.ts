@@ -38,6 +38,8 @@ export class NftSession {
   private pending?: Pending;
   private queue: Promise<unknown> = Promise.resolve();
   private closed = false;
+  /** nft answered a command that prints nothing with text: its answers cannot be told apart; never used again. */
+  private unusable?: string;
 
   constructor(prefix: string[] = [], opts: { timeoutMs?: number } = {}) {
     this.prefix = prefix;
@@ -47,6 +49,7 @@ export class NftSession {
   /** Commits `line` as one transaction; rejects with nft's message when the kernel refused it. */
   commit(line: string): Promise<void> {
     if (this.closed) return Promise.reject(new Error('the nft session is closed'));
+    if (this.unusable) return Promise.reject(new Error(this.unusable));
     if (/[\n\r]/.test(line) || Buffer.byteLength(`${line}\n${SYNC}\n`) > PIPE_BUF) return Promise.reject(new Error('an nft session line must be one line that fits one atomic write'));
     const result = this.queue.then(() => this.ask(`${line}\n`)).then((said) => {
       if (said.trim()) throw new Error(`nft refused the change: ${said.trim().split('\n').slice(0, 3).join(' / ')}`);
@@ -94,11 +97,17 @@ export class NftSession {
     child.on('error', (e) => current() && this.fail(e));
     child.on('exit', (code, signal) => current() && this.fail(new Error(`nft -i exited (${signal ?? code})`)));
     // Its first answer shows that the session works at all (nft present, -i supported, in the netns).
-    await new Promise<string>((resolve, reject) => {
+    const said = await new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => this.fail(new Error(`nft -i did not start in ${this.timeoutMs} ms`)), this.timeoutMs);
       this.pending = { resolve, reject, timer };
       child.stdin!.write(`${SYNC}\n`);
     });
+    // A build that prints a prompt or banner on a pipe would make every change look refused.
+    if (said.trim()) {
+      this.unusable = `nft -i prints "${said.trim().slice(0, 80)}" unasked: member changes use nft -f`;
+      this.end();
+      throw new Error(this.unusable);
+    }
     return child;
   }
 
