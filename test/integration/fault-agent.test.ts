@@ -7,88 +7,26 @@
 //  2. A restart with nothing changed makes zero kernel changes and fails zero probes.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type { V1NetworkPolicy } from '@kubernetes/client-node';
-import { silentLogger } from '../../runtime/log.ts';
-import { resetCluster } from '../../sandbox/reset.ts';
-import { Sandbox } from '../../sandbox/sandbox.ts';
-import { applyPolicy, enforcedSpec, oracleFlows, pod, sleep, waitConverged, waitFor } from '../faults/harness.ts';
+import { enforcedSpec, sleep, waitConverged, waitFor } from '../faults/harness.ts';
+import { AgentBed } from '../faults/agent-bed.ts';
 import { kernelProblems, kernelSnapshot } from '../faults/kernel.ts';
-import { ProbeLoop, type LoopFlow } from '../faults/probe-loop.ts';
-import { metricValue, spawnAgent, type FencerProcess } from '../faults/processes.ts';
+import { ProbeLoop } from '../faults/probe-loop.ts';
 import { recordRow } from '../faults/report.ts';
-import { createShim, type Shim, type ShimmedTool } from '../faults/shim.ts';
+import type { ShimmedTool } from '../faults/shim.ts';
 import { testCluster } from './env.ts';
 
 const NS = 'fault-agent';
-const NODES = [{ name: 'fa1', podCIDR: '10.244.1.0/24' }, { name: 'fa2', podCIDR: '10.244.2.0/24' }];
+const NODES: [string, string] = ['fa1', 'fa2'];
 const KILLS = Number(process.env.FENCER_FAULT_KILLS ?? 5);
 
-let sandbox: Sandbox;
-let logs: string;
-const shims = new Map<string, Shim>();
-const agents = new Map<string, FencerProcess>();
-let generation = 0;
-
-/** Every generation allows client → web:80 and never other → web; ports and the ipBlock change each time (new rules and sets). */
-function webPolicy(g: number): V1NetworkPolicy {
-  return {
-    apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { namespace: NS, name: 'web' },
-    spec: {
-      podSelector: { matchLabels: { app: 'web' } },
-      ingress: [{
-        from: [{ podSelector: { matchLabels: { role: 'client' } } }, { ipBlock: { cidr: `192.0.2.${(g % 250) + 1}/32` } }],
-        ports: [{ protocol: 'TCP', port: 80 }, { protocol: 'TCP', port: 8000 + g }, ...(g % 2 ? [{ protocol: 'TCP', port: 81 }] : [])],
-      } as never],
-    },
-  };
-}
-
-async function startAgent(node: string): Promise<FencerProcess> {
-  const p = await spawnAgent({
-    node, netns: sandbox.topology.nodeNetns(node), kubeconfig: testCluster().kubeconfigPath,
-    logFile: join(logs, `agent-${node}.log`), path: shims.get(node)!.path(),
-  });
-  agents.set(node, p);
-  return p;
-}
-
-async function nextGeneration(): Promise<void> {
-  generation++;
-  await applyPolicy(sandbox.kc, webPolicy(generation));
-  // The guest moves in and out of the allowed peers: a member change in the same apply as a rule change.
-  await sandbox.kubelet.labelPod(NS, 'guest', { role: generation % 2 ? 'client' : 'visitor' });
-}
-
-function tail(p: FencerProcess | undefined): string {
-  return p ? p.log().trim().split('\n').slice(-15).join('\n') : '';
-}
+let bed: AgentBed;
 
 before(async () => {
-  const cluster = testCluster();
-  logs = mkdtempSync(join(tmpdir(), 'fencer-fault-agent-'));
-  await resetCluster(cluster.kubeConfig(), new Map([[NS, {}]]));
-  sandbox = await Sandbox.start({ cluster, nodes: NODES, prefix: 'fak', log: silentLogger(), agents: 'none' });
-  for (const n of NODES) shims.set(n.name, createShim());
-  await sandbox.addPod(pod(NS, 'web', 'fa1', '10.244.1.10', { app: 'web' }, [80, 81]));
-  await sandbox.addPod(pod(NS, 'other', 'fa1', '10.244.1.11', { role: 'other' }));
-  await sandbox.addPod(pod(NS, 'client', 'fa2', '10.244.2.10', { role: 'client' }));
-  await sandbox.addPod(pod(NS, 'guest', 'fa2', '10.244.2.11', { role: 'visitor' }));
-  await nextGeneration();
-  for (const n of NODES) await startAgent(n.name);
-  await waitConverged(sandbox.kc, NODES.map((n) => n.name));
+  bed = await AgentBed.start({ cluster: testCluster(), namespace: NS, nodes: NODES, prefix: 'fak', dataplane: 'iptables' });
 });
 
 after(async () => {
-  for (const a of agents.values()) await a.kill('SIGKILL');
-  await sandbox?.stop();
-  await sandbox?.kubelet.deleteNamespace(NS).catch(() => undefined);
-  for (const n of NODES) await sandbox?.kubelet.deleteNode(n.name).catch(() => undefined);
-  for (const s of shims.values()) s.destroy();
-  if (process.env.FENCER_KEEP_LOGS) console.error(`agent logs kept in ${logs}`);
-  else rmSync(logs, { recursive: true, force: true });
+  await bed?.stop();
 });
 
 interface Stage { tools: ShimmedTool[]; match: string; what: string }
@@ -99,20 +37,9 @@ const STAGES: Stage[] = [
 ];
 
 test('an agent killed in the middle of applies converges to the latest generation, leaves nothing behind and never opens a denied flow', async (t) => {
-  const web = sandbox.pods.get(`${NS}/web`)!;
-  const client = sandbox.pods.get(`${NS}/client`)!;
-  const other = sandbox.pods.get(`${NS}/other`)!;
-  const guest = sandbox.pods.get(`${NS}/guest`)!;
-  const flows: LoopFlow[] = [
-    { name: 'client → web:80 (every generation allows)', from: client.handle, to: web.handle, port: 80, expect: 'open' },
-    { name: 'other → web:80 (every generation denies)', from: other.handle, to: web.handle, port: 80, expect: 'closed' },
-    { name: 'other → web:81 (every generation denies)', from: other.handle, to: web.handle, port: 81, expect: 'closed' },
-    { name: 'client → web:81 (odd generations)', from: client.handle, to: web.handle, port: 81, expect: 'any' },
-    { name: 'guest → web:80 (odd generations)', from: guest.handle, to: web.handle, port: 80, expect: 'any' },
-    { name: 'web → client:80 (not isolated)', from: web.handle, to: client.handle, port: 80, expect: 'open' },
-  ];
-  const loop = new ProbeLoop(sandbox.topology, flows, 500).start();
-  const shim = shims.get('fa1')!;
+  const { sandbox } = bed;
+  const loop = new ProbeLoop(sandbox.topology, bed.flows(), 500).start();
+  const shim = bed.shims.get('fa1')!;
   const netns = sandbox.topology.nodeNetns('fa1');
   const kills: string[] = [];
   let leftoversSeen = 0;
@@ -122,23 +49,23 @@ test('an agent killed in the middle of applies converges to the latest generatio
       const stage = STAGES[i % STAGES.length];
       for (const tool of stage.tools) shim.set(tool, { action: 'delay', ms: 1500, match: stage.match });
       const since = Date.now();
-      await nextGeneration();
+      await bed.nextGeneration();
       await waitFor(`the agent to reach "${stage.what}"`, async () => shim.calls().some((c) => c.phase === 'start' && c.at >= since
         && stage.tools.includes(c.tool as ShimmedTool) && (stage.match === '*' || c.args[0] === stage.match || c.args.join(' ') === stage.match)), 15_000, 20)
-        .catch((e: Error) => assert.fail(`${e.message}\n${tail(agents.get('fa1'))}\n${shim.calls().slice(-25).map((c) => `${c.at} ${c.phase} ${c.tool} ${c.args.join(' ')}`).join('\n')}`));
+        .catch((e: Error) => assert.fail(`${e.message}\n${bed.tail('fa1')}\n${shim.calls().slice(-25).map((c) => `${c.at} ${c.phase} ${c.tool} ${c.args.join(' ')}`).join('\n')}`));
       await sleep(Math.floor(Math.random() * 300));
-      const code = await agents.get('fa1')!.kill('SIGKILL');
+      const code = await bed.agents.get('fa1')!.kill('SIGKILL');
       kills.push(`${stage.what} (exit ${code})`);
       shim.clear();
       const left = await kernelProblems(netns, await enforcedSpec(sandbox.kc, 'fa1')).catch(() => []);
       if (left.some((p) => /no rule references/.test(p))) leftoversSeen++;
       // Changes keep coming while the agent is down.
-      await nextGeneration();
+      await bed.nextGeneration();
       await sleep(300);
       lastRestart = performance.now();
-      await startAgent('fa1');
+      await bed.startAgent('fa1');
     }
-    const convergeMs = await waitConverged(sandbox.kc, NODES.map((n) => n.name), 60_000);
+    const convergeMs = await waitConverged(sandbox.kc, NODES, 60_000);
     const sinceRestart = performance.now() - lastRestart;
     const stats = await loop.stop();
     const problems = await kernelProblems(netns, await enforcedSpec(sandbox.kc, 'fa1'), 3000);
@@ -148,7 +75,7 @@ test('an agent killed in the middle of applies converges to the latest generatio
       id: '01-agent-sigkill',
       fault: `agent SIGKILLed in the middle of an apply, ${KILLS} times, while the policy and a pod's labels change`,
       injection: 'process group SIGKILL while a shimmed ipset/iptables-restore/ipset destroy is held for 1.5 s (rotating the step); one more change while it is down; restart',
-      observed: `converged to the latest generation (${generation}) on every node; ${leftoversSeen} of ${KILLS} kills left unreferenced sets, all removed by the next apply; no stale chain or set; no flow denied by every generation seen open`,
+      observed: `converged to the latest generation (${bed.generation}) on every node; ${leftoversSeen} of ${KILLS} kills left unreferenced sets, all removed by the next apply; no stale chain or set; no flow denied by every generation seen open`,
       convergeMs: Math.round(sinceRestart),
       probes: { failed: stats.failed, sent: stats.sent },
       statesLost: problems.length + problems2.length,
@@ -166,30 +93,16 @@ test('an agent killed in the middle of applies converges to the latest generatio
 });
 
 test('an agent restarted with nothing changed makes zero kernel changes and fails zero probes', async (t) => {
-  const nodes = NODES.map((n) => n.name);
-  await waitConverged(sandbox.kc, nodes);
-  const names = [...sandbox.pods.keys()];
-  const pairs = names.flatMap((a) => names.filter((b) => b !== a).map((b) => [a, b, 80] as [string, string, number]));
-  pairs.push([`${NS}/client`, `${NS}/web`, 81], [`${NS}/other`, `${NS}/web`, 81]);
-  const loop = new ProbeLoop(sandbox.topology, await oracleFlows(sandbox.kc, sandbox, pairs), 500).start();
+  const { sandbox } = bed;
+  await waitConverged(sandbox.kc, NODES);
+  const loop = new ProbeLoop(sandbox.topology, await bed.restartFlows(), 500).start();
   const netns = sandbox.topology.nodeNetns('fa1');
-  const shim = shims.get('fa1')!;
+  const shim = bed.shims.get('fa1')!;
   const before = await kernelSnapshot(netns);
   const mark = Date.now();
-  const restartMs: number[] = [];
+  let restartMs: number[];
   try {
-    await sleep(500);
-    for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
-      const old = agents.get('fa1')!;
-      if (signal === 'SIGTERM') assert.equal(await old.stop(), 0, 'a graceful stop exits 0');
-      else await old.kill('SIGKILL');
-      const started = performance.now();
-      const fresh = await startAgent('fa1');
-      await waitFor('the restarted agent to finish its first sync', async () => metricValue(await fresh.metrics('/node-metrics'), 'fencer_agent_applies_total', { result: 'noop' }) >= 1, 20_000, 50)
-        .catch((e: Error) => assert.fail(`${e.message}\n${tail(fresh)}`));
-      restartMs.push(performance.now() - started);
-      await sleep(500);
-    }
+    restartMs = await bed.restartTwice('fa1');
   } finally {
     await loop.stop();
   }
