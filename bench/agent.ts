@@ -56,7 +56,12 @@ function address(n: number): string {
 function withNetns<T>(fn: (name: string) => Promise<T>): Promise<T> {
   const name = `fencer-b-${randomBytes(3).toString('hex')}`;
   execFileSync('ip', ['netns', 'add', name]);
-  return fn(name).finally(() => execFileSync('ip', ['netns', 'del', name]));
+  // The kernel frees a deleted namespace's rules and sets in the background, where that work would
+  // slow down the next run's measurement: they are removed here first, by tools that wait for it.
+  return fn(name).finally(() => {
+    execFileSync('ip', ['netns', 'exec', name, 'sh', '-c', 'for t in iptables-nft iptables-legacy; do $t -F; $t -X; done 2>/dev/null; ipset destroy 2>/dev/null; true']);
+    execFileSync('ip', ['netns', 'del', name]);
+  });
 }
 
 /** Small sizes take ~20 ms a run, where one slow process spawn moves a median of three: they get more runs. */
