@@ -43,6 +43,7 @@ export const EXPECTED_ROWS = [
   '05-drift-chain',
   '05-drift-set',
   '05-drift-forward-jump',
+  '05b-drift-nftables',
   '06-iptables-restore-fails',
   '06-ipset-fails',
   '07-hostile-cps-bogus-set',
