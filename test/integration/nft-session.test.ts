@@ -4,7 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { CompiledPolicySetSpec } from '../../crds/types.ts';
-import { NftablesDataplane } from '../../agent/dataplane/nftables/dataplane.ts';
+import { execFileSync } from 'node:child_process';
+import { createNftablesDataplane, NftablesDataplane } from '../../agent/dataplane/nftables/dataplane.ts';
 import { NftSession } from '../../agent/dataplane/nftables/session.ts';
 import { ShellRunner } from '../../agent/dataplane/linux/shell-runner.ts';
 import type { KernelRunner, RunResult } from '../../agent/dataplane/linux/runner.ts';
@@ -118,5 +119,24 @@ test('a member change too long for one atomic write goes through nft -f whole', 
     assert.equal((await dp.apply(withMembers(named, peer, many))).kind, 'members');
     assert.equal(runner.commits, before + 1);
     assert.equal(members(ns).length, 600);
+  });
+});
+
+test('the session follows a namespace deleted and made again under the same name, as the shell does', async () => {
+  await withNetns(async (ns) => {
+    const dp = createNftablesDataplane({ netns: ns.name });
+    try {
+      await dp.apply(named);
+      await dp.apply(withMembers(named, peer, ['10.244.2.11', '10.244.2.70']));
+      execFileSync('ip', ['netns', 'del', ns.name]);
+      execFileSync('ip', ['netns', 'add', ns.name]);
+      // The new namespace is empty: the whole table goes there, then a member change follows it.
+      dp.forget();
+      assert.equal((await dp.apply(withMembers(named, peer, ['10.244.2.11', '10.244.2.71']))).kind, 'rules');
+      assert.equal((await dp.apply(withMembers(named, peer, ['10.244.2.11', '10.244.2.72']))).kind, 'members');
+      assert.deepEqual(members(ns), ['10.244.2.11', '10.244.2.72'], 'the member change reached the namespace that has the name now');
+    } finally {
+      await dp.close();
+    }
   });
 });

@@ -172,5 +172,5 @@ export interface CreateNftablesOptions {
 export function createNftablesDataplane(opts: CreateNftablesOptions = {}): NftablesDataplane {
   const prefix = opts.netns ? ['ip', 'netns', 'exec', opts.netns] : [];
   const runner = opts.runner ?? new ShellRunner(prefix, { netns: opts.netns });
-  return new NftablesDataplane({ runner, session: opts.runner ? undefined : new NftSession(prefix), log: opts.log });
+  return new NftablesDataplane({ runner, session: opts.runner ? undefined : new NftSession(prefix, { netns: opts.netns }), log: opts.log });
 }

@@ -13,6 +13,7 @@
 // - Anything unexpected (no answer in time, the process gone) ends the session; the caller falls
 //   back to `nft -f`, and the next change starts a new session.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { statSync } from 'node:fs';
 import { TABLE_REF } from './names.ts';
 
 /** Bytes of one write that the kernel keeps whole on a pipe (POSIX PIPE_BUF on Linux). */
@@ -30,9 +31,19 @@ export function sessionLine(changes: readonly ElementChange[]): string | undefin
 
 interface Pending { resolve: (out: string) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }
 
+export interface NftSessionOptions {
+  timeoutMs?: number;
+  /**
+   * The network namespace the prefix enters: one deleted and made again under the same name is a
+   * new one, and a session still inside the old one would commit there; it is replaced first.
+   */
+  netns?: string;
+}
+
 export class NftSession {
   private readonly prefix: string[];
   private readonly timeoutMs: number;
+  private readonly netns?: string;
   private child?: ChildProcess;
   private out = '';
   private pending?: Pending;
@@ -41,9 +52,10 @@ export class NftSession {
   /** nft answered a command that prints nothing with text: its answers cannot be told apart; never used again. */
   private unusable?: string;
 
-  constructor(prefix: string[] = [], opts: { timeoutMs?: number } = {}) {
+  constructor(prefix: string[] = [], opts: NftSessionOptions = {}) {
     this.prefix = prefix;
     this.timeoutMs = opts.timeoutMs ?? 5000;
+    this.netns = opts.netns;
   }
 
   /** Commits `line` as one transaction; rejects with nft's message when the kernel refused it. */
@@ -70,6 +82,7 @@ export class NftSession {
   }
 
   private async ask(text: string): Promise<string> {
+    if (this.child && !this.sameNetns(this.child)) this.end();
     const child = this.child ?? (await this.start());
     return new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => this.fail(new Error(`nft -i gave no answer in ${this.timeoutMs} ms`)), this.timeoutMs);
@@ -109,6 +122,15 @@ export class NftSession {
       throw new Error(this.unusable);
     }
     return child;
+  }
+
+  private sameNetns(child: ChildProcess): boolean {
+    if (!this.netns || child.pid === undefined) return true;
+    try {
+      return statSync(`/run/netns/${this.netns}`).ino === statSync(`/proc/${child.pid}/ns/net`).ino;
+    } catch {
+      return false;
+    }
   }
 
   private settle(): void {
