@@ -46,6 +46,7 @@ export const EXPECTED_ROWS = [
   '05b-drift-nftables',
   '06-iptables-restore-fails',
   '06-ipset-fails',
+  '06-nft-fails',
   '07-hostile-cps-bogus-set',
   '07-hostile-cps-huge-members',
   '07-hostile-cps-foreign-pod',
