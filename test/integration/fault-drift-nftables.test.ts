@@ -4,52 +4,32 @@
 // transaction, and counts it in fencer_agent_drift_repairs_total.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import type { V1NetworkPolicy } from '@kubernetes/client-node';
 import type { CompiledPolicySetSpec } from '../../crds/types.ts';
 import { NftablesDataplane } from '../../agent/dataplane/nftables/dataplane.ts';
 import { DISPATCH_MAPS, targetChain } from '../../agent/dataplane/nftables/names.ts';
 import { ExecRunner } from '../../agent/dataplane/linux/runner.ts';
-import { silentLogger } from '../../runtime/log.ts';
-import { resetCluster } from '../../sandbox/reset.ts';
-import { Sandbox } from '../../sandbox/sandbox.ts';
-import { applyPolicy, enforcedSpec, oracleFlows, pod, waitConverged, waitFor } from '../faults/harness.ts';
+import type { Sandbox } from '../../sandbox/sandbox.ts';
+import { enforcedSpec, oracleFlows, waitFor } from '../faults/harness.ts';
 import { inNetns } from '../faults/kernel.ts';
 import { ProbeLoop } from '../faults/probe-loop.ts';
-import { metricValue } from '../faults/processes.ts';
 import { recordRow } from '../faults/report.ts';
+import { driftRepairs, startWebSandbox, stopWebSandbox } from '../faults/web-sandbox.ts';
 import { testCluster } from './env.ts';
 
 const NS = 'fault-drift-nft';
-const NODES = [{ name: 'fdn1', podCIDR: '10.244.1.0/24' }, { name: 'fdn2', podCIDR: '10.244.2.0/24' }];
+const NODES: [string, string] = ['fdn1', 'fdn2'];
 const DRIFT_SECONDS = 2;
 let sandbox: Sandbox;
 
-const policy: V1NetworkPolicy = {
-  apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { namespace: NS, name: 'web' },
-  spec: { podSelector: { matchLabels: { app: 'web' } }, ingress: [{ from: [{ podSelector: { matchLabels: { role: 'client' } } }], ports: [{ protocol: 'TCP', port: 80 }] } as never] },
-};
-
 before(async () => {
-  const cluster = testCluster();
-  await resetCluster(cluster.kubeConfig(), new Map([[NS, {}]]));
-  sandbox = await Sandbox.start({ cluster, nodes: NODES, prefix: 'fdn', log: silentLogger(), driftSeconds: DRIFT_SECONDS, dataplane: 'nftables' });
-  await sandbox.addPod(pod(NS, 'web', 'fdn1', '10.244.1.10', { app: 'web' }));
-  await sandbox.addPod(pod(NS, 'other', 'fdn1', '10.244.1.11', { role: 'other' }));
-  await sandbox.addPod(pod(NS, 'client', 'fdn2', '10.244.2.10', { role: 'client' }));
-  await applyPolicy(sandbox.kc, policy);
-  await waitConverged(sandbox.kc, NODES.map((n) => n.name));
+  sandbox = await startWebSandbox({ cluster: testCluster(), namespace: NS, nodes: NODES, prefix: 'fdn', driftSeconds: DRIFT_SECONDS, dataplane: 'nftables' });
 });
 
 after(async () => {
-  await sandbox?.stop();
-  await sandbox?.kubelet.deleteNamespace(NS).catch(() => undefined);
-  for (const n of NODES) await sandbox?.kubelet.deleteNode(n.name).catch(() => undefined);
+  await stopWebSandbox(sandbox, NS, NODES);
 });
 
-async function repairs(): Promise<number> {
-  const res = await fetch(`http://127.0.0.1:${sandbox.agents.get('fdn1')!.metricsPort}/node-metrics`);
-  return metricValue(await res.text(), 'fencer_agent_drift_repairs_total');
-}
+const repairs = () => driftRepairs(sandbox, 'fdn1');
 
 async function tableProblems(spec: CompiledPolicySetSpec): Promise<string[]> {
   return new NftablesDataplane({ runner: new ExecRunner(['ip', 'netns', 'exec', sandbox.topology.nodeNetns('fdn1')]) }).drift(spec);

@@ -3,50 +3,30 @@
 // fencer_agent_drift_repairs_total.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import type { V1NetworkPolicy } from '@kubernetes/client-node';
 import { CHAIN_FORWARD, FORWARD_JUMP, targetChain } from '../../agent/dataplane/linux/names.ts';
-import { silentLogger } from '../../runtime/log.ts';
-import { resetCluster } from '../../sandbox/reset.ts';
-import { Sandbox } from '../../sandbox/sandbox.ts';
-import { applyPolicy, enforcedSpec, oracleFlows, pod, waitConverged, waitFor } from '../faults/harness.ts';
+import type { Sandbox } from '../../sandbox/sandbox.ts';
+import { enforcedSpec, oracleFlows, waitFor } from '../faults/harness.ts';
 import { inNetns, kernelProblems } from '../faults/kernel.ts';
 import { ProbeLoop } from '../faults/probe-loop.ts';
-import { metricValue } from '../faults/processes.ts';
 import { recordRow } from '../faults/report.ts';
+import { driftRepairs, startWebSandbox, stopWebSandbox } from '../faults/web-sandbox.ts';
 import { testCluster } from './env.ts';
 import { liveChain } from '../helpers/live-chain.ts';
 
 const NS = 'fault-drift';
-const NODES = [{ name: 'fd1', podCIDR: '10.244.1.0/24' }, { name: 'fd2', podCIDR: '10.244.2.0/24' }];
+const NODES: [string, string] = ['fd1', 'fd2'];
 const DRIFT_SECONDS = 2;
 let sandbox: Sandbox;
 
-const policy: V1NetworkPolicy = {
-  apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { namespace: NS, name: 'web' },
-  spec: { podSelector: { matchLabels: { app: 'web' } }, ingress: [{ from: [{ podSelector: { matchLabels: { role: 'client' } } }], ports: [{ protocol: 'TCP', port: 80 }] } as never] },
-};
-
 before(async () => {
-  const cluster = testCluster();
-  await resetCluster(cluster.kubeConfig(), new Map([[NS, {}]]));
-  sandbox = await Sandbox.start({ cluster, nodes: NODES, prefix: 'fdr', log: silentLogger(), driftSeconds: DRIFT_SECONDS });
-  await sandbox.addPod(pod(NS, 'web', 'fd1', '10.244.1.10', { app: 'web' }));
-  await sandbox.addPod(pod(NS, 'other', 'fd1', '10.244.1.11', { role: 'other' }));
-  await sandbox.addPod(pod(NS, 'client', 'fd2', '10.244.2.10', { role: 'client' }));
-  await applyPolicy(sandbox.kc, policy);
-  await waitConverged(sandbox.kc, NODES.map((n) => n.name));
+  sandbox = await startWebSandbox({ cluster: testCluster(), namespace: NS, nodes: NODES, prefix: 'fdr', driftSeconds: DRIFT_SECONDS, dataplane: 'iptables' });
 });
 
 after(async () => {
-  await sandbox?.stop();
-  await sandbox?.kubelet.deleteNamespace(NS).catch(() => undefined);
-  for (const n of NODES) await sandbox?.kubelet.deleteNode(n.name).catch(() => undefined);
+  await stopWebSandbox(sandbox, NS, NODES);
 });
 
-async function repairs(): Promise<number> {
-  const res = await fetch(`http://127.0.0.1:${sandbox.agents.get('fd1')!.metricsPort}/node-metrics`);
-  return metricValue(await res.text(), 'fencer_agent_drift_repairs_total');
-}
+const repairs = () => driftRepairs(sandbox, 'fd1');
 
 const CASES: Array<{ id: string; fault: string; how: string; inject: (netns: string, spec: Awaited<ReturnType<typeof enforcedSpec>>) => string[] }> = [
   {
