@@ -3,8 +3,6 @@
 // dataplane's full apply from the same run; one-member changes split into a pod joining (element
 // added) and a pod leaving (element deleted), since nft waits for the kernel to free what a
 // transaction deleted before it exits. Each run in a fresh network namespace.
-import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import type { CompiledPolicySetSpec } from '../crds/types.ts';
 import { ShellRunner } from '../agent/dataplane/linux/shell-runner.ts';
 import { createNftablesDataplane } from '../agent/dataplane/nftables/dataplane.ts';
@@ -14,7 +12,7 @@ import { LinuxDataplane } from '../agent/dataplane/linux/dataplane.ts';
 import { toolsFor, type IptablesMode } from '../agent/dataplane/linux/backend.ts';
 import { PolicyCompiler } from '../operator/compile/compiler.ts';
 import { syntheticCluster } from './synthetic.ts';
-import { syntheticSpec, type AgentSize } from './agent.ts';
+import { syntheticSpec, withNetns, type AgentSize } from './agent.ts';
 import { fmt, stat, type Stat } from './stats.ts';
 
 export interface NftAgentResult {
@@ -31,19 +29,6 @@ export interface NftAgentResult {
 }
 
 const CHANGES = 5;
-
-async function withNetns<T>(fn: (name: string) => Promise<T>): Promise<T> {
-  const name = `fencer-bn-${randomBytes(3).toString('hex')}`;
-  execFileSync('ip', ['netns', 'add', name]);
-  try {
-    return await fn(name);
-  } finally {
-    // The kernel frees a deleted namespace's tables in the background; flushed here, by an nft
-    // that waits for it, that work cannot slow down the next run's measurement.
-    execFileSync('ip', ['netns', 'exec', name, 'nft', 'flush', 'ruleset']);
-    execFileSync('ip', ['netns', 'del', name]);
-  }
-}
 
 const shell = (ns: string) => new ShellRunner(['ip', 'netns', 'exec', ns]);
 

@@ -53,13 +53,14 @@ function address(n: number): string {
   return `10.${64 + Math.floor(n / 65536) % 128}.${Math.floor(n / 256) % 256}.${n % 256}`;
 }
 
-function withNetns<T>(fn: (name: string) => Promise<T>): Promise<T> {
+/** Runs `fn` in a fresh network namespace (the agent benches of both dataplanes). */
+export function withNetns<T>(fn: (name: string) => Promise<T>): Promise<T> {
   const name = `fencer-b-${randomBytes(3).toString('hex')}`;
   execFileSync('ip', ['netns', 'add', name]);
   // The kernel frees a deleted namespace's rules and sets in the background, where that work would
   // slow down the next run's measurement: they are removed here first, by tools that wait for it.
   return fn(name).finally(() => {
-    execFileSync('ip', ['netns', 'exec', name, 'sh', '-c', 'for t in iptables-nft iptables-legacy; do $t -F; $t -X; done 2>/dev/null; ipset destroy 2>/dev/null; true']);
+    execFileSync('ip', ['netns', 'exec', name, 'sh', '-c', 'for t in iptables-nft iptables-legacy; do $t -F; $t -X; done 2>/dev/null; ipset destroy 2>/dev/null; nft flush ruleset; true']);
     execFileSync('ip', ['netns', 'del', name]);
   });
 }

@@ -9,6 +9,7 @@ import { toolsFor, type IptablesMode } from '../agent/dataplane/linux/backend.ts
 import { LinuxDataplane, type HookPosition } from '../agent/dataplane/linux/dataplane.ts';
 import { ExecRunner, type KernelRunner } from '../agent/dataplane/linux/runner.ts';
 import { ShellRunner } from '../agent/dataplane/linux/shell-runner.ts';
+import { netnsPrefix } from '../agent/dataplane/linux/netns.ts';
 import type { Dataplane } from '../agent/dataplane/dataplane.ts';
 import { chooseBackend, parseDataplaneFlag, type DataplaneFlag } from '../agent/dataplane/choose.ts';
 import { HandoverDataplane } from '../agent/dataplane/handover.ts';
@@ -42,10 +43,6 @@ export interface RunningAgent { agent: NodeAgent; stop(): Promise<void>; metrics
 export function linuxDataplane(opts: Pick<AgentOptions, 'netns' | 'hookPosition' | 'iptablesMode'>, runner?: KernelRunner): LinuxDataplane {
   runner ??= new ShellRunner(netnsPrefix(opts.netns), { netns: opts.netns });
   return new LinuxDataplane({ runner, hookPosition: opts.hookPosition, tools: opts.iptablesMode === 'auto' ? undefined : toolsFor(opts.iptablesMode) });
-}
-
-function netnsPrefix(netns: string | undefined): string[] {
-  return netns ? ['ip', 'netns', 'exec', netns] : [];
 }
 
 export interface ChosenDataplane { dataplane: Dataplane; name: 'iptables' | 'nftables' | 'windows'; reason: string }

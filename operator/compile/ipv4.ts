@@ -35,6 +35,17 @@ export function parseCidr(text: string): CidrParse {
   return { ok: true, interval: { start, end: start + size - 1 } };
 }
 
+/** The union of `list` as sorted disjoint intervals; overlapping and adjacent ones are joined. */
+export function mergeIntervals(list: readonly Interval[]): Interval[] {
+  const merged: Interval[] = [];
+  for (const i of [...list].sort((a, b) => a.start - b.start)) {
+    const last = merged[merged.length - 1];
+    if (last && i.start <= last.end + 1) last.end = Math.max(last.end, i.end);
+    else merged.push({ ...i });
+  }
+  return merged;
+}
+
 /** base minus every interval of `holes`, as sorted disjoint intervals. */
 export function subtract(base: Interval, holes: Interval[]): Interval[] {
   let parts: Interval[] = [base];

@@ -10,7 +10,7 @@
 // marked on stdout and stderr with a line no tool prints.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { statSync } from 'node:fs';
+import { inNamedNetns } from './netns.ts';
 import type { Readable, Writable } from 'node:stream';
 import type { KernelRunner, RunResult } from './runner.ts';
 
@@ -141,12 +141,7 @@ export class ShellRunner implements KernelRunner {
   }
 
   private sameNetns(shell: Shell): boolean {
-    if (!this.netns || shell.child.pid === undefined) return true;
-    try {
-      return statSync(`/run/netns/${this.netns}`).ino === statSync(`/proc/${shell.child.pid}/ns/net`).ino;
-    } catch {
-      return false;
-    }
+    return inNamedNetns(shell.child.pid, this.netns);
   }
 
   /** Finishes the pending call once both of its shell's streams carry its end mark. */

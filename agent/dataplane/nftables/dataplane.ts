@@ -7,6 +7,7 @@ import type { Logger } from '../../../runtime/log.ts';
 import type { Dataplane, DataplaneOutcome } from '../dataplane.ts';
 import type { KernelRunner } from '../linux/runner.ts';
 import { ShellRunner } from '../linux/shell-runner.ts';
+import { netnsPrefix } from '../linux/netns.ts';
 import { commitScript } from './commit.ts';
 import { parseNftJson, type LiveState } from './live-state.ts';
 import { TABLE_REF } from './names.ts';
@@ -170,7 +171,7 @@ export interface CreateNftablesOptions {
 
 /** The agent's nftables dataplane, set up as cli/agent.ts sets up the iptables one. */
 export function createNftablesDataplane(opts: CreateNftablesOptions = {}): NftablesDataplane {
-  const prefix = opts.netns ? ['ip', 'netns', 'exec', opts.netns] : [];
+  const prefix = netnsPrefix(opts.netns);
   const runner = opts.runner ?? new ShellRunner(prefix, { netns: opts.netns });
   return new NftablesDataplane({ runner, session: opts.runner ? undefined : new NftSession(prefix, { netns: opts.netns }), log: opts.log });
 }

@@ -5,7 +5,7 @@
 //   as a bare address.
 // - ipPort: "IP,tcp:80" becomes the concatenation "IP . tcp . 80".
 import type { IPSetKind } from '../../../crds/types.ts';
-import { formatIPv4, intervalToCidrs, parseCidr, parseIPv4, type Interval } from '../../../operator/compile/ipv4.ts';
+import { formatIPv4, intervalToCidrs, mergeIntervals, parseCidr, parseIPv4, type Interval } from '../../../operator/compile/ipv4.ts';
 
 // Member lists are values shared between specs (an unchanged set keeps its array), so a member
 // change converts only the lists it touched.
@@ -42,15 +42,9 @@ function netElements(members: readonly string[]): string[] {
     const c = parseCidr(m);
     if (!c.ok) throw new Error(`"${m}" is not an IPv4 CIDR`);
     return c.interval;
-  }).sort((a, b) => a.start - b.start);
-  const merged: Interval[] = [];
-  for (const i of intervals) {
-    const last = merged[merged.length - 1];
-    // Adjacent blocks merge too: one canonical form for one address range.
-    if (last && i.start <= last.end + 1) last.end = Math.max(last.end, i.end);
-    else merged.push({ ...i });
-  }
-  return merged.flatMap(intervalToCidrs).map((c) => (c.endsWith('/32') ? c.slice(0, -3) : c));
+  });
+  // Adjacent blocks merge too: one canonical form for one address range.
+  return mergeIntervals(intervals).flatMap(intervalToCidrs).map((c) => (c.endsWith('/32') ? c.slice(0, -3) : c));
 }
 
 function unique(list: string[]): string[] {

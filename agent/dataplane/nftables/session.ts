@@ -13,7 +13,7 @@
 // - Anything unexpected (no answer in time, the process gone) ends the session; the caller falls
 //   back to `nft -f`, and the next change starts a new session.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { statSync } from 'node:fs';
+import { inNamedNetns } from '../linux/netns.ts';
 import { TABLE_REF } from './names.ts';
 
 /** Bytes of one write that the kernel keeps whole on a pipe (POSIX PIPE_BUF on Linux). */
@@ -82,12 +82,16 @@ export class NftSession {
   }
 
   private async ask(text: string): Promise<string> {
-    if (this.child && !this.sameNetns(this.child)) this.end();
+    if (this.child && !inNamedNetns(this.child.pid, this.netns)) this.end();
     const child = this.child ?? (await this.start());
+    return this.exchange(child, text, 'gave no answer');
+  }
+
+  /** Writes `text` and the sync command in one write; resolves with what nft printed before the sync's answer. */
+  private exchange(child: ChildProcess, text: string, silence: string): Promise<string> {
     return new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => this.fail(new Error(`nft -i gave no answer in ${this.timeoutMs} ms`)), this.timeoutMs);
+      const timer = setTimeout(() => this.fail(new Error(`nft -i ${silence} in ${this.timeoutMs} ms`)), this.timeoutMs);
       this.pending = { resolve, reject, timer };
-      // One write: the line and the marker arrive together or not at all.
       child.stdin!.write(`${text}${SYNC}\n`);
       this.settle();
     });
@@ -110,11 +114,7 @@ export class NftSession {
     child.on('error', (e) => current() && this.fail(e));
     child.on('exit', (code, signal) => current() && this.fail(new Error(`nft -i exited (${signal ?? code})`)));
     // Its first answer shows that the session works at all (nft present, -i supported, in the netns).
-    const said = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => this.fail(new Error(`nft -i did not start in ${this.timeoutMs} ms`)), this.timeoutMs);
-      this.pending = { resolve, reject, timer };
-      child.stdin!.write(`${SYNC}\n`);
-    });
+    const said = await this.exchange(child, '', 'did not start');
     // A build that prints a prompt or banner on a pipe would make every change look refused.
     if (said.trim()) {
       this.unusable = `nft -i prints "${said.trim().slice(0, 80)}" unasked: member changes use nft -f`;
@@ -122,15 +122,6 @@ export class NftSession {
       throw new Error(this.unusable);
     }
     return child;
-  }
-
-  private sameNetns(child: ChildProcess): boolean {
-    if (!this.netns || child.pid === undefined) return true;
-    try {
-      return statSync(`/run/netns/${this.netns}`).ino === statSync(`/proc/${child.pid}/ns/net`).ino;
-    } catch {
-      return false;
-    }
   }
 
   private settle(): void {

@@ -6,6 +6,7 @@
 // target's rules, never with the number of local pods.
 import { sameTargets } from '../../../crds/same-targets.ts';
 import type { CompiledPolicySetSpec, IPSetKind, PortMatch, Rule, Target } from '../../../crds/types.ts';
+import { mergeIntervals, type Interval } from '../../../operator/compile/ipv4.ts';
 import { setElements } from './elements.ts';
 import { COMMENT_PREFIX, DISPATCH_MAPS, FORWARD_CHAIN, checkedId, ruleHash, targetChain, type Direction } from './names.ts';
 
@@ -80,7 +81,7 @@ function renderChains(targets: Target[]): { chains: Map<string, DesiredRule[]>; 
 }
 
 /** What one peer (or any peer) is allowed to, gathered over every rule of a target's direction. */
-interface PeerAllows { label: string; anyPort: boolean; anyOf: Set<Proto>; ports: Map<Proto, Array<[number, number]>>; named: string[] }
+interface PeerAllows { label: string; anyPort: boolean; anyOf: Set<Proto>; ports: Map<Proto, Interval[]>; named: string[] }
 
 /**
  * Every rule of a target chain returns (allows) and the chain ends in drop, so the order of its
@@ -118,7 +119,7 @@ function foldedRules(rules: Rule[], direction: Direction, referenced: Set<string
     for (const proto of a.anyOf) emit(a.label, peer, `meta l4proto ${proto}`);
     for (const [proto, ranges] of a.ports) {
       if (a.anyOf.has(proto)) continue;
-      for (const [lo, hi] of mergeRanges(ranges)) emit(a.label, peer, `${proto} dport ${lo === hi ? lo : `${lo}-${hi}`}`);
+      for (const { start, end } of mergeIntervals(ranges)) emit(a.label, peer, `${proto} dport ${start === end ? start : `${start}-${end}`}`);
     }
     for (const match of new Set(a.named)) emit(a.label, peer, match);
   }
@@ -142,20 +143,8 @@ function addPort(a: PeerAllows, p: PortMatch, use: (id: string) => string): void
   const [low, high] = [p.port, p.endPort ?? p.port];
   if (![low, high].every((n) => Number.isInteger(n) && n >= 1 && n <= 65535) || high < low) throw new Error(`bad port range ${low}-${high}`);
   const list = a.ports.get(proto) ?? [];
-  list.push([low, high]);
+  list.push({ start: low, end: high });
   a.ports.set(proto, list);
-}
-
-/** Overlapping and adjacent ranges joined, in order. */
-function mergeRanges(ranges: Array<[number, number]>): Array<[number, number]> {
-  const sorted = [...ranges].sort((x, y) => x[0] - y[0]);
-  const out: Array<[number, number]> = [];
-  for (const [lo, hi] of sorted) {
-    const last = out[out.length - 1];
-    if (last && lo <= last[1] + 1) last[1] = Math.max(last[1], hi);
-    else out.push([lo, hi]);
-  }
-  return out;
 }
 
 const PROTOCOLS = { TCP: 'tcp', UDP: 'udp', SCTP: 'sctp' } as const;
