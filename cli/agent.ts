@@ -21,7 +21,8 @@ import { NodeAgent } from '../agent/node-agent.ts';
 import { serveHttp } from '../runtime/http.ts';
 import { enforcedRoute } from '../agent/enforced-route.ts';
 import { createLogger, type Logger } from '../runtime/log.ts';
-import { loadKubeConfig } from '../runtime/kubeconfig.ts';
+import { loadClusterAccess } from '../agent/kube/access.ts';
+import { KubeTransport } from '../agent/kube/transport.ts';
 
 export interface AgentOptions {
   nodeName: string;
@@ -72,7 +73,7 @@ export async function pickDataplane(opts: Pick<AgentOptions, 'netns' | 'hookPosi
 
 export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const log = opts.log ?? createLogger('fencer-agent').child({ node: opts.nodeName });
-  const kc = loadKubeConfig(opts.kubeconfig);
+  const transport = new KubeTransport(loadClusterAccess(opts.kubeconfig));
   const metrics = agentMetrics();
   const chosen = await pickDataplane(opts, metrics.registry, log);
   const dataplane = chosen.dataplane;
@@ -81,15 +82,15 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const sharedSets = new SharedSetCache();
   const agent = new NodeAgent({
     nodeName: opts.nodeName, agentName: `fencer-agent@${hostname()}`, dataplane,
-    statusWriter: new CpsStatusWriter(kc), metrics, log, driftIntervalMs: opts.driftSeconds * 1000, sharedSets,
+    statusWriter: new CpsStatusWriter(transport), metrics, log, driftIntervalMs: opts.driftSeconds * 1000, sharedSets,
   });
-  const setInformers = sharedSetInformers(kc, opts.nodeName, log);
+  const setInformers = sharedSetInformers(transport, opts.nodeName, log);
   for (const { selector, informer } of setInformers) {
     informer.onChange((type, shard) => {
       if (sharedSets.apply(selector, type, shard)) void agent.offerSets();
     });
   }
-  const informer = ownCpsInformer(kc, opts.nodeName, log);
+  const informer = ownCpsInformer(transport, opts.nodeName, log);
   informer.onChange((type, cps) => void agent.offer(type === 'delete' ? undefined : cps));
   let server: Server | undefined;
   if (opts.metricsPort >= 0) {
@@ -114,6 +115,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       await Promise.all(setInformers.map((s) => s.informer.stop()));
       await agent.stop();
       await dataplane.close?.();
+      transport.close();
       // Held /enforced answers would keep close() waiting.
       server?.closeAllConnections();
       await new Promise<void>((r) => (server ? server.close(() => r()) : r()));

@@ -7,9 +7,11 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ApiException, CoordinationV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import { CoordinationV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { execa } from 'execa';
 import { startAgent } from '../../cli/agent.ts';
+import { fromKubeconfigFile } from '../../agent/kube/access.ts';
+import { KubeApiError, KubeTransport } from '../../agent/kube/transport.ts';
 import { CpsStatusWriter } from '../../agent/cps-client.ts';
 import type { CompiledPolicySet } from '../../crds/types.ts';
 import { kubeConfigForNode } from '../faults/tokens.ts';
@@ -115,8 +117,10 @@ test('helm install: every object accepted; operator and agent work under the cha
 
   // The same status write through CpsStatusWriter directly, as the agent of node 1 for node 2: refused.
   const other = (await agentCustom.getClusterCustomObject({ ...cpsApi, name: nodes[1] })) as CompiledPolicySet;
-  await assert.rejects(new CpsStatusWriter(agentKc).writeStatus(other, { observedGeneration: other.metadata.generation, appliedHash: other.spec.contentHash, agent: 'chart-test' }),
-    (e: unknown) => e instanceof ApiException && e.code === 403 && /its own node/.test(String(e.body)));
+  const agentTransport = new KubeTransport(fromKubeconfigFile(kubeconfigFile(agentKc, dir)));
+  t.after(() => agentTransport.close());
+  await assert.rejects(new CpsStatusWriter(agentTransport).writeStatus(other, { observedGeneration: other.metadata.generation, appliedHash: other.spec.contentHash, agent: 'chart-test' }),
+    (e: unknown) => e instanceof KubeApiError && e.code === 403 && /its own node/.test(e.message));
 
   // Beyond the rules: refused.
   const refusals: Array<[string, number, () => Promise<unknown>]> = [
