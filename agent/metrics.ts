@@ -1,5 +1,5 @@
 // The agent's metrics: Azure NPM's node metrics under their own names, plus fencer_ metrics.
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from '../runtime/prom.ts';
 import { npmNodeMetrics } from '../runtime/npm-metrics.ts';
 
 export function agentMetrics(registry = new Registry()) {

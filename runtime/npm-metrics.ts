@@ -1,6 +1,6 @@
 // Azure NPM's metrics, with the exact names, types, labels and units its dashboards and alerts use
 // (../shared/reference/azure-npm-compat.md): summaries in milliseconds with quantiles 0.5/0.9/0.99.
-import { Counter, Gauge, Histogram, Registry, Summary } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, Summary } from './prom.ts';
 
 const percentiles = [0.5, 0.9, 0.99];
 // prom-client takes no per-quantile error objectives; NPM's are 0.05/0.01/0.001 — the sliding window stands in.

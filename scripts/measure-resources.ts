@@ -92,10 +92,11 @@ class Meter {
 // As in the images: Node's compile cache filled once by `--help` (Dockerfile.agent), so no process
 // loads the TypeScript stripper. Kept between runs; keyed by Node version and each file's content.
 const compileCache = join(tmpdir(), 'fencer-measure-compile-cache');
-execFileSync(process.execPath, [`${root}cli/main.ts`, '--help'], { stdio: 'ignore', env: { ...process.env, NODE_COMPILE_CACHE: compileCache } });
+execFileSync(process.execPath, [...(process.env.AGENT_NODE_FLAGS ?? '').split(' ').filter(Boolean), `${root}cli/main.ts`, '--help'], { stdio: 'ignore', env: { ...process.env, NODE_COMPILE_CACHE: compileCache } });
 
 function run(argv: string[]): ChildProcess {
-  const child = spawn(process.execPath, [`${root}cli/main.ts`, ...argv], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, NODE_COMPILE_CACHE: compileCache } });
+  const nodeFlags = argv[0] === 'agent' ? (process.env.AGENT_NODE_FLAGS ?? '').split(' ').filter(Boolean) : [];
+  const child = spawn(process.execPath, [...nodeFlags, `${root}cli/main.ts`, ...argv], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, NODE_COMPILE_CACHE: compileCache } });
   if (child.pid === undefined) throw new Error(`could not start ${argv.join(' ')}`);
   child.once('exit', (code, signal) => {
     if (!stopping) process.stderr.write(`[measure] ${argv[0]} exited early (${code ?? signal})\n`);

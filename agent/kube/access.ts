@@ -28,7 +28,7 @@ const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 export function loadClusterAccess(path?: string, env: NodeJS.ProcessEnv = process.env): ClusterAccess {
   if (path) return fromKubeconfigFile(path);
   for (const candidate of (env.KUBECONFIG ?? '').split(':').filter(Boolean)) if (existsSync(candidate)) return fromKubeconfigFile(candidate);
-  const home = join(homedir(), '.kube', 'config');
+  const home = join(env.HOME ?? homedir(), '.kube', 'config');
   if (existsSync(home)) return fromKubeconfigFile(home);
   if (env.KUBERNETES_SERVICE_HOST) return inCluster(env);
   throw new Error('no cluster to talk to: pass --kubeconfig, set $KUBECONFIG, or run in a pod (KUBERNETES_SERVICE_HOST)');

@@ -28,6 +28,8 @@ export interface ListWatchOptions {
   relistMs?: number;
   /** Server-side watch timeout range in seconds (client-go picks 5–10 minutes). */
   watchSeconds?: [number, number];
+  /** How long past its timeout a silent watch is trusted before it is taken for a dead connection. */
+  idleGraceMs?: number;
   log: Logger;
 }
 
@@ -147,12 +149,13 @@ export class ListWatcher<T extends KubeObject> {
       const seconds = Math.round(low + Math.random() * (high - low));
       const path = this.query({ watch: 'true', allowWatchBookmarks: 'true', timeoutSeconds: String(seconds), ...(this.resourceVersion ? { resourceVersion: this.resourceVersion } : {}) });
       const began = performance.now();
+      let events = 0;
       try {
         const res = await this.opts.transport.stream(path, signal);
-        const end = await new WatchLines<WatchEvent<T>>(res, (seconds + 30) * 1000).each((e) => this.event(e));
+        const end = await new WatchLines<WatchEvent<T>>(res, seconds * 1000 + (this.opts.idleGraceMs ?? 30_000)).each((e) => (events++, this.event(e)));
         if (end === 'stopped') return void this.relistSoon(signal, 'resourceVersion too old (410 Gone)');
-        // A server that asked for minutes and ended at once is failing, not timing out.
-        if (performance.now() - began < 1000) throw new Error('watch ended as soon as it began');
+        // A watch asked to last minutes that ends at once, empty, is failing, not timing out.
+        if (events === 0 && performance.now() - began < 1000) throw new Error('watch ended as soon as it began');
       } catch (e) {
         if (signal.aborted) return;
         if (e instanceof KubeApiError && e.code === 410) return void this.relistSoon(signal, e.message);
