@@ -1,14 +1,14 @@
 // Measures what the chart's resource requests are sized from (docs/install.md, "Resources"): the
 // operator and one agent as separate `node cli/main.ts …` processes, exactly as the images run them,
 // against a real kube-apiserver holding a synthetic cluster (bench/synthetic.ts). The agent enforces
-// node-0's CompiledPolicySet in a throwaway network namespace (root needed).
+// the CompiledPolicySet of the node with the most to enforce, in a throwaway network namespace (root needed).
 //
 //   node scripts/measure-resources.ts [nodes pods policies] [--churn-per-second N] [--seconds S]
 //
 // Per process it samples /proc/<pid>: resident memory (VmRSS, peak VmHWM) and CPU time (utime+stime,
 // the children it waited for: cutime+cstime, and its live children's, such as the agent's shell that
 // runs ipset/iptables), in three phases:
-// start-up (process start → every CPS written and node-0 enforced), idle, and pod churn (label
+// start-up (process start → every CPS written and that node enforced), idle, and pod churn (label
 // changes at a steady rate, each changing some nodes' specs).
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';

@@ -6,10 +6,10 @@ import { tokenKubeConfig } from '../../localcluster/control-plane.ts';
 
 export { tokenKubeConfig };
 
-/** A token for `serviceAccount`, bound to a pod (created if missing) of that ServiceAccount on `node`. */
-export async function nodeBoundToken(admin: KubeConfig, namespace: string, serviceAccount: string, node: string): Promise<string> {
+/** A token for `serviceAccount`, bound to a pod (created if missing; named after both unless given) of that ServiceAccount on `node`. */
+export async function nodeBoundToken(admin: KubeConfig, namespace: string, serviceAccount: string, node: string, podName = `${serviceAccount}-${node}`): Promise<string> {
   const core = admin.makeApiClient(CoreV1Api);
-  const name = `${serviceAccount}-${node}`.slice(0, 63).replace(/[^a-z0-9-]/g, '-').replace(/-+$/, '');
+  const name = podName.slice(0, 63).replace(/[^a-z0-9-]/g, '-').replace(/-+$/, '');
   let pod;
   try {
     pod = await core.createNamespacedPod({ namespace, body: { metadata: { name }, spec: { nodeName: node, serviceAccountName: serviceAccount, containers: [{ name: 'agent', image: 'fencer/agent' }] } } });

@@ -11,7 +11,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,7 +25,7 @@ import { startOperator } from '../../operator/operator.ts';
 import { silentLogger } from '../../runtime/log.ts';
 import { kubelet } from '../../localcluster/kubelet.ts';
 import { cpsApi, getCps, waitFor } from '../faults/harness.ts';
-import { kubeConfigForNode, tokenKubeConfig } from '../faults/tokens.ts';
+import { kubeConfigForNode, nodeBoundToken, tokenKubeConfig } from '../faults/tokens.ts';
 import { recordRow } from '../faults/report.ts';
 import { createNetns } from '../helpers/netns.ts';
 import { testCluster } from './env.ts';
@@ -145,8 +145,14 @@ test("the chart's agent and operator identities can do what they need and nothin
     t.diagnostic(`own node's status: ${ownStatus.code}; other node's: ${otherStatus.code} "${otherStatus.message}"; unbound token: ${unboundStatus.code}`);
 
     // ---- A real agent under the bound token, enforcing node 1 in a network namespace.
+    // As in the DaemonSet's pod: the token is a file the kubelet rotates, read by the agent's client.
     const kubeconfigPath = join(dir, 'agent.kubeconfig');
-    writeFileSync(kubeconfigPath, boundKc.exportConfig(), { mode: 0o600 });
+    const tokenPath = join(dir, 'token');
+    const oldToken = (boundKc.getCurrentUser() as { token: string }).token;
+    writeFileSync(tokenPath, oldToken, { mode: 0o600 });
+    const exported = JSON.parse(boundKc.exportConfig()) as { users: Array<{ user: Record<string, unknown> }> };
+    exported.users[0].user = { tokenFile: 'token' };
+    writeFileSync(kubeconfigPath, JSON.stringify(exported), { mode: 0o600 });
     const agent = await startAgent({ nodeName: nodes[0], kubeconfig: kubeconfigPath, netns: netns.name, metricsPort: 0, metricsHost: '127.0.0.1', driftSeconds: 0, hookPosition: 'first', iptablesMode: 'auto', log: silentLogger() });
     stops.push(() => agent.stop());
     const enforced = await waitFor('the agent to report under its bound token', async () => {
@@ -173,6 +179,23 @@ test("the chart's agent and operator identities can do what they need and nothin
       const got = await code(call);
       if (got.code !== want) rbac.push(`operator: ${what}: ${got.code}, expected ${want} ${got.message}`);
     }
+    // ---- Token rotation: a new token bound to another pod on the node, renamed over the file as
+    // the kubelet does; the old token's pod goes, so the apiserver refuses it from then on. The
+    // agent's next write must still land (its client reads the file again when refused).
+    const newToken = await nodeBoundToken(admin, NS, AGENT_SA, nodes[0], `${AGENT_SA}-rotated`);
+    writeFileSync(`${tokenPath}.new`, newToken, { mode: 0o600 });
+    renameSync(`${tokenPath}.new`, tokenPath);
+    await core.deleteNamespacedPod({ namespace: NS, name: agentPod, gracePeriodSeconds: 0 });
+    const oldCustom = tokenKubeConfig(admin, oldToken, 'agent-old').makeApiClient(CustomObjectsApi);
+    await waitFor('the apiserver to refuse the old token', async () => (await code(() => oldCustom.getClusterCustomObject({ ...cpsApi, name: nodes[0] }))).code === 401, 30_000, 250);
+    const cleared = (await getCps(admin, nodes[0]))!;
+    await admin.makeApiClient(CustomObjectsApi).patchClusterCustomObjectStatus({ ...cpsApi, name: nodes[0], body: { status: { agent: 'cleared-by-test' } } }, mergePatch);
+    const rewritten = await waitFor('the agent to restore its status under the rotated token', async () => {
+      const c = await getCps(admin, nodes[0]);
+      return c?.status?.agent && c.status.agent !== 'cleared-by-test' && c.status.appliedHash === c.spec.contentHash ? c : undefined;
+    }, 20_000, 100);
+    const rotation = `status restored ${rewritten.metadata.resourceVersion !== cleared.metadata.resourceVersion ? 'after' : 'without'} a status wipe, under the rotated token (the old one refused with 401)`;
+
     // SubjectAccessReviews for what a request cannot show without side effects.
     const sar = admin.makeApiClient(AuthorizationV1Api);
     const can = async (sa: string, verb: string, resource: string, subresource?: string, group = '') =>
@@ -194,7 +217,7 @@ test("the chart's agent and operator identities can do what they need and nothin
       id: '10-rbac-agent',
       fault: "the agent's identity (the chart's ServiceAccount, ClusterRole and binding) trying more than it needs",
       injection: `requests with a token of the chart's agent ServiceAccount: ${agentChecks.map((c) => c[0]).join(', ')}; SubjectAccessReviews for update status, patch spec, exec, watch secrets`,
-      observed: `CompiledPolicySets readable, everything else refused with 403 (${rbac.filter((r) => r.startsWith('agent') || r.startsWith(AGENT_SA)).length} exceptions); a real agent ran under the pod-bound token and reported generation ${enforced.status?.observedGeneration}; its /node-metrics and /healthz reveal no credential (${leaks.length} found)`,
+      observed: `CompiledPolicySets readable, everything else refused with 403 (${rbac.filter((r) => r.startsWith('agent') || r.startsWith(AGENT_SA)).length} exceptions); a real agent ran under the pod-bound token (a token file) and reported generation ${enforced.status?.observedGeneration}; the token rotated (a new pod-bound token renamed over the file, the old one's pod deleted): ${rotation}; its /node-metrics and /healthz reveal no credential (${leaks.length} found)`,
       convergeMs: null, probes: null,
       statesLost: rbac.filter((r) => r.startsWith('agent') || r.startsWith(AGENT_SA)).length + leaks.length,
       test: 'test/integration/hostile-rbac.test.ts',
