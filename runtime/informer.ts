@@ -4,10 +4,10 @@
 // emits only real changes (by resourceVersion) as upserts and deletes.
 import { KubeConfig, ListWatch, Watch, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 import { Backoff } from './backoff.ts';
+import { KnownObjects, type ChangeHandler } from './known-objects.ts';
 import type { Logger } from './log.ts';
 
-export type ChangeType = 'upsert' | 'delete';
-export type ChangeHandler<T> = (type: ChangeType, object: T) => void;
+export type { ChangeHandler, ChangeType } from './known-objects.ts';
 
 export interface InformerOptions<T extends KubernetesObject> {
   name: string;
@@ -23,8 +23,7 @@ export interface InformerOptions<T extends KubernetesObject> {
 
 export class ResilientInformer<T extends KubernetesObject> {
   private readonly opts: InformerOptions<T>;
-  private readonly handlers: ChangeHandler<T>[] = [];
-  private readonly known = new Map<string, T>();
+  private readonly known = new KnownObjects<T>();
   private readonly backoff = new Backoff();
   private lw?: ListWatch<T>;
   private restartTimer?: NodeJS.Timeout;
@@ -38,7 +37,7 @@ export class ResilientInformer<T extends KubernetesObject> {
   }
 
   onChange(handler: ChangeHandler<T>): void {
-    this.handlers.push(handler);
+    this.known.onChange(handler);
   }
 
   synced(): boolean {
@@ -46,7 +45,7 @@ export class ResilientInformer<T extends KubernetesObject> {
   }
 
   items(): T[] {
-    return [...this.known.values()];
+    return this.known.items();
   }
 
   /** Resolves once the first list has been delivered; retries until it succeeds or stop() is called. */
@@ -88,9 +87,9 @@ export class ResilientInformer<T extends KubernetesObject> {
     const { kc, path, list, labelSelector, fieldSelector } = this.opts;
     const lw = new ListWatch<T>(path, new Watch(kc), list, false, labelSelector, fieldSelector);
     let listFailed: Error | undefined;
-    lw.on('add', (o) => this.upsert(o));
-    lw.on('update', (o) => this.upsert(o));
-    lw.on('delete', (o) => this.remove(o));
+    lw.on('add', (o) => this.known.upsert(o));
+    lw.on('update', (o) => this.known.upsert(o));
+    lw.on('delete', (o) => this.known.remove(o));
     lw.on('error', (err) => {
       listFailed = err as Error;
       if (this.lw === lw && this.hasSynced) this.scheduleRestart(err as Error);
@@ -101,8 +100,7 @@ export class ResilientInformer<T extends KubernetesObject> {
     // Only a list that worked ends the back-off: ListWatch announces 'connect' before it lists, so
     // resetting there retried a dead apiserver every half second, however long it stayed down.
     this.backoff.reset();
-    const present = new Set(lw.list().map(keyOf));
-    for (const [key, obj] of this.known) if (!present.has(key)) this.remove(obj);
+    this.known.replace(lw.list());
   }
 
   private scheduleRestart(err: Error): void {
@@ -115,24 +113,4 @@ export class ResilientInformer<T extends KubernetesObject> {
       void this.relist();
     }, delay);
   }
-
-  private upsert(obj: T): void {
-    const key = keyOf(obj);
-    const before = this.known.get(key);
-    if (before && before.metadata?.resourceVersion === obj.metadata?.resourceVersion) return;
-    this.known.set(key, obj);
-    for (const h of this.handlers) h('upsert', obj);
-  }
-
-  private remove(obj: T): void {
-    const key = keyOf(obj);
-    const before = this.known.get(key);
-    if (!before) return;
-    this.known.delete(key);
-    for (const h of this.handlers) h('delete', before);
-  }
-}
-
-function keyOf(o: KubernetesObject): string {
-  return `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
 }

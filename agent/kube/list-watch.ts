@@ -9,13 +9,12 @@
 // - A periodic relist catches anything a lost event would otherwise hide until the next change.
 // Only real changes (by resourceVersion) reach the handlers, as upserts and deletes.
 import { Backoff } from '../../runtime/backoff.ts';
+import { KnownObjects, type ChangeHandler } from '../../runtime/known-objects.ts';
 import type { Logger } from '../../runtime/log.ts';
 import { KubeApiError, type KubeTransport } from './transport.ts';
 import { WatchLines } from './watch-lines.ts';
 
 export interface KubeObject { metadata: { name: string; namespace?: string; resourceVersion?: string } }
-export type ChangeType = 'upsert' | 'delete';
-export type ChangeHandler<T> = (type: ChangeType, object: T) => void;
 
 export interface ListWatchOptions {
   name: string;
@@ -40,8 +39,7 @@ const PAGE = 500;
 
 export class ListWatcher<T extends KubeObject> {
   private readonly opts: ListWatchOptions;
-  private readonly handlers: ChangeHandler<T>[] = [];
-  private readonly known = new Map<string, T>();
+  private readonly known = new KnownObjects<T>();
   private readonly backoff = new Backoff();
   private resourceVersion?: string;
   /** Aborts the current list or watch; replaced on every (re)start. */
@@ -57,7 +55,7 @@ export class ListWatcher<T extends KubeObject> {
   }
 
   onChange(handler: ChangeHandler<T>): void {
-    this.handlers.push(handler);
+    this.known.onChange(handler);
   }
 
   synced(): boolean {
@@ -65,7 +63,7 @@ export class ListWatcher<T extends KubeObject> {
   }
 
   items(): T[] {
-    return [...this.known.values()];
+    return this.known.items();
   }
 
   /** Resolves once the first list has been delivered; retries until it succeeds or stop() is called. */
@@ -135,12 +133,7 @@ export class ListWatcher<T extends KubeObject> {
     if (signal.aborted) return;
     this.backoff.reset();
     this.resourceVersion = version;
-    const present = new Set<string>();
-    for (const item of items) {
-      present.add(keyOf(item));
-      this.upsert(item);
-    }
-    for (const [key, obj] of this.known) if (!present.has(key)) this.remove(obj);
+    this.known.replace(items);
   }
 
   private async watch(signal: AbortSignal): Promise<void> {
@@ -173,8 +166,8 @@ export class ListWatcher<T extends KubeObject> {
     }
     const version = e.object.metadata?.resourceVersion;
     if (version) this.resourceVersion = version;
-    if (e.type === 'ADDED' || e.type === 'MODIFIED') this.upsert(e.object);
-    else if (e.type === 'DELETED') this.remove(e.object);
+    if (e.type === 'ADDED' || e.type === 'MODIFIED') this.known.upsert(e.object);
+    else if (e.type === 'DELETED') this.known.remove(e.object);
     return false;
   }
 
@@ -195,24 +188,4 @@ export class ListWatcher<T extends KubeObject> {
       void this.relist();
     }, delay);
   }
-
-  private upsert(obj: T): void {
-    const key = keyOf(obj);
-    const before = this.known.get(key);
-    if (before && before.metadata.resourceVersion === obj.metadata.resourceVersion) return;
-    this.known.set(key, obj);
-    for (const h of this.handlers) h('upsert', obj);
-  }
-
-  private remove(obj: T): void {
-    const key = keyOf(obj);
-    const before = this.known.get(key);
-    if (!before) return;
-    this.known.delete(key);
-    for (const h of this.handlers) h('delete', before);
-  }
-}
-
-function keyOf(o: KubeObject): string {
-  return `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
 }
