@@ -1,6 +1,6 @@
 // What a set member of each kind must look like before it goes near `ipset restore`.
 import type { IPSetKind } from '../crds/types.ts';
-import { parseIPv4 } from '../operator/compile/ipv4.ts';
+import { parseIPv4 } from '../runtime/ipv4.ts';
 
 const MEMBER_SYNTAX: Record<IPSetKind, RegExp> = {
   ip: /^\d{1,3}(\.\d{1,3}){3}$/,

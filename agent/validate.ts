@@ -6,7 +6,7 @@ import { schemaErrors } from '../crds/schema.ts';
 import { expandSpec } from '../crds/codec.ts';
 import type { CompiledPolicySet, CompiledPolicySetSpec, IPSet, IPSetKind } from '../crds/types.ts';
 import { sameList } from '../runtime/same-list.ts';
-import { ipInInterval, parseCidr, parseIPv4 } from '../operator/compile/ipv4.ts';
+import { ipInInterval, parseCidr, parseIPv4 } from '../runtime/ipv4.ts';
 import { memberProblem } from './member-syntax.ts';
 
 export interface ValidationLimits { maxEntries: number; maxRules: number }

@@ -1,7 +1,7 @@
 // `benchFuzz()`: the compiler fuzzed at the edges of the NetworkPolicy API with at least 100k cases
-// (test/faults/fuzz.ts): compiled rules against the oracle on every flow, restore payloads against
+// (bench/compiler-fuzz.ts): compiled rules against the oracle on every flow, restore payloads against
 // their grammar. `node bench/fuzz.ts [CASES]` runs it on its own.
-import { fuzzCompiler, type FuzzResult } from '../test/faults/fuzz.ts';
+import { fuzzCompiler, type FuzzResult } from './compiler-fuzz.ts';
 
 export const FUZZ_CASES = 100_000;
 

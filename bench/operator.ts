@@ -11,7 +11,7 @@ import { startOperator, type OperatorHandle } from '../operator/operator.ts';
 import { silentLogger } from '../runtime/log.ts';
 import { startControlPlane } from '../localcluster/control-plane.ts';
 import { kubelet } from '../localcluster/kubelet.ts';
-import { clusterSnapshot, kube, type Kube } from '../test/integration/operator-fixture.ts';
+import { clusterApi, clusterSnapshot, type Kube } from '../localcluster/cluster-api.ts';
 import { podCIDR, syntheticCluster, type SyntheticSize } from './synthetic.ts';
 
 export interface OperatorBenchResult {
@@ -36,7 +36,7 @@ export async function benchOperator(size: SyntheticSize = { nodes: 10, pods: 100
   const cp = await startControlPlane();
   try {
     await cp.installCrds();
-    const api = kube(cp.kubeConfig());
+    const api = clusterApi(cp.kubeConfig());
     const setupStarted = performance.now();
     await createCluster(api, size);
     const setupSeconds = (performance.now() - setupStarted) / 1000;

@@ -3,7 +3,7 @@
 // rule's outcome so the explanation can say which rule allowed the flow or why none did.
 import type { CompiledPolicySetSpec, IPSet, PortMatch, Rule, Target } from '../crds/types.ts';
 import type { Flow } from '../model/cluster.ts';
-import { ipInInterval, parseCidr, parseIPv4 } from '../operator/compile/ipv4.ts';
+import { ipInInterval, parseCidr, parseIPv4 } from '../runtime/ipv4.ts';
 import { ipPortEntry } from '../operator/compile/named-ports.ts';
 import type { Direction } from './wording.ts';
 

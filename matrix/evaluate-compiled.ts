@@ -3,7 +3,7 @@
 import type { CompiledPolicySetSpec, DirectionRules, IPSet, PortMatch, Rule } from '../crds/types.ts';
 import type { Flow } from '../model/cluster.ts';
 import { ipPortEntry } from '../operator/compile/named-ports.ts';
-import { ipInInterval, parseCidr, parseIPv4 } from '../operator/compile/ipv4.ts';
+import { ipInInterval, parseCidr, parseIPv4 } from '../runtime/ipv4.ts';
 
 interface IndexedSpec { spec: CompiledPolicySetSpec; sets: Map<string, IPSet> }
 

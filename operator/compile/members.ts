@@ -3,7 +3,7 @@
 import type { V1Pod } from '../../model/cluster.ts';
 import { podAddress, type Protocol } from '../../model/cluster.ts';
 import { namespacesOf, type ClusterIndex } from './cluster-index.ts';
-import { ipInInterval, parseIPv4 } from './ipv4.ts';
+import { ipInInterval, parseIPv4 } from '../../runtime/ipv4.ts';
 import { ipPortEntry, resolveNamedPort } from './named-ports.ts';
 import type { PeerDef, PodPeer } from './policy.ts';
 import { matchesSelector } from './selectors.ts';

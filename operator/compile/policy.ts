@@ -3,7 +3,7 @@
 // what is allowed (fail closed).
 import type { V1LabelSelector, V1NetworkPolicy, V1NetworkPolicyPeer, V1NetworkPolicyPort } from '@kubernetes/client-node';
 import { ingressPeers, objectKey, type Protocol } from '../../model/cluster.ts';
-import { intervalToCidrs, parseCidr, subtract, type Interval } from './ipv4.ts';
+import { intervalToCidrs, parseCidr, subtract, type Interval } from '../../runtime/ipv4.ts';
 import { stableId } from './naming.ts';
 import { normalizeProtocol } from './protocols.ts';
 import { canonicalSelector, describeSelector, selectorProblem } from './selectors.ts';

@@ -15,7 +15,7 @@ import { CompiledEvaluator } from '../../matrix/evaluate-compiled.ts';
 import type { ClusterSnapshot, Protocol } from '../../model/cluster.ts';
 import { PolicyCompiler } from '../../operator/compile/compiler.ts';
 import { oracleAllows } from '../../oracle/oracle.ts';
-import { LONG_KEY, LONG_VALUE, ODD_VALUE, payloadProblems } from '../faults/fuzz.ts';
+import { LONG_KEY, LONG_VALUE, ODD_VALUE, payloadProblems } from '../../bench/compiler-fuzz.ts';
 import { recordRow } from '../faults/report.ts';
 import { createNetns } from '../helpers/netns.ts';
 import { testCluster } from './env.ts';

@@ -28,6 +28,7 @@ import { counterTotal } from '../../operator/metrics.ts';
 import { createLogger, silentLogger } from '../../runtime/log.ts';
 import { kubelet, type Kubelet, type PodSpec } from '../../localcluster/kubelet.ts';
 import { testCluster } from './env.ts';
+import { clusterApi, clusterSnapshot, type Kube } from '../../localcluster/cluster-api.ts';
 
 export const cpsApi = { group: CPS_GROUP, version: CPS_VERSION, plural: CPS_PLURAL };
 export const run = randomBytes(3).toString('hex');
@@ -37,16 +38,10 @@ export const FAST_LEASE = { durationMs: 2000, renewMs: 300, retryMs: 300, renewD
 
 type Cleanup = { after(fn: () => Promise<void> | void): void };
 
-export interface Kube {
-  kc: KubeConfig;
-  k: Kubelet;
-  core: CoreV1Api;
-  net: NetworkingV1Api;
-  custom: CustomObjectsApi;
-}
+export { clusterSnapshot, type Kube };
 
 export function kube(kc = testCluster().kubeConfig()): Kube {
-  return { kc, k: kubelet(kc), core: kc.makeApiClient(CoreV1Api), net: kc.makeApiClient(NetworkingV1Api), custom: kc.makeApiClient(CustomObjectsApi) };
+  return clusterApi(kc);
 }
 
 let podCidrCounter = 0;
@@ -123,17 +118,6 @@ export class World {
 
 export function testLogger() {
   return process.env.FENCER_TEST_LOG ? createLogger('fencer-operator', process.env.FENCER_TEST_LOG) : silentLogger();
-}
-
-/** Everything the apiserver holds of the four kinds the compiler reads. */
-export async function clusterSnapshot(api: Kube): Promise<ClusterSnapshot> {
-  const [namespaces, pods, nodes, policies] = await Promise.all([
-    api.core.listNamespace(),
-    api.core.listPodForAllNamespaces(),
-    api.core.listNode(),
-    api.net.listNetworkPolicyForAllNamespaces(),
-  ]);
-  return { namespaces: namespaces.items, pods: pods.items, nodes: nodes.items, policies: policies.items };
 }
 
 /** What each node's CompiledPolicySet should carry (shared sets by name only). */

@@ -1,9 +1,9 @@
-// The compiler fuzzed at the edges of the NetworkPolicy API (test/faults/fuzz.ts): the compiled rules
+// The compiler fuzzed at the edges of the NetworkPolicy API (bench/compiler-fuzz.ts): the compiled rules
 // must match the oracle on every flow and the restore payloads must stay within their grammar. CI runs
 // FENCER_FUZZ_RUNS cases (default 3000); bench/fuzz.ts runs at least 100k.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { fuzzCompiler } from '../faults/fuzz.ts';
+import { fuzzCompiler } from '../../bench/compiler-fuzz.ts';
 import { recordRow } from '../faults/report.ts';
 
 const runs = Number(process.env.FENCER_FUZZ_RUNS ?? 3000);

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import type { V1NetworkPolicy } from '@kubernetes/client-node';
 import { PolicyCompiler } from '../../operator/compile/compiler.ts';
 import type { ClusterSnapshot, V1Pod } from '../../model/cluster.ts';
-import { intervalToCidrs, parseCidr, subtract } from '../../operator/compile/ipv4.ts';
+import { intervalToCidrs, parseCidr, subtract } from '../../runtime/ipv4.ts';
 
 function pod(ns: string, name: string, node: string, ip: string, labels: Record<string, string> = {}, extra: Partial<V1Pod['spec']> = {}): V1Pod {
   return {

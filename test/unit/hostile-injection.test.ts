@@ -1,6 +1,6 @@
 // No injection into iptables/ipset or nft: whatever users put in names, namespaces, labels and port
 // names, the restore payloads and the nft script hold only hashes, ids, addresses and numbers
-// (test/faults/fuzz.ts's grammar for the payloads, NFT_LINE below for the script);
+// (bench/compiler-fuzz.ts's grammar for the payloads, NFT_LINE below for the script);
 // a CompiledPolicySet carrying text where the payload would take it is rejected by validation; kernel
 // tools run from argument vectors, never a shell; names that would collide once shortened do not.
 import { test } from 'node:test';
@@ -18,7 +18,7 @@ import { CompiledEvaluator } from '../../matrix/evaluate-compiled.ts';
 import type { ClusterSnapshot } from '../../model/cluster.ts';
 import { PolicyCompiler } from '../../operator/compile/compiler.ts';
 import { oracleAllows } from '../../oracle/oracle.ts';
-import { LONG_KEY, LONG_VALUE, payloadProblems } from '../faults/fuzz.ts';
+import { LONG_KEY, LONG_VALUE, payloadProblems } from '../../bench/compiler-fuzz.ts';
 import { recordRow } from '../faults/report.ts';
 
 const runs = Number(process.env.FENCER_PROPERTY_RUNS ?? 1000);

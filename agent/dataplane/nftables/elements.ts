@@ -5,7 +5,7 @@
 //   as a bare address.
 // - ipPort: "IP,tcp:80" becomes the concatenation "IP . tcp . 80".
 import type { IPSetKind } from '../../../crds/types.ts';
-import { formatIPv4, intervalToCidrs, mergeIntervals, parseCidr, parseIPv4, type Interval } from '../../../operator/compile/ipv4.ts';
+import { formatIPv4, intervalToCidrs, mergeIntervals, parseCidr, parseIPv4, type Interval } from '../../../runtime/ipv4.ts';
 
 // Member lists are values shared between specs (an unchanged set keeps its array), so a member
 // change converts only the lists it touched.

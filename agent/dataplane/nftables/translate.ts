@@ -6,7 +6,7 @@
 // target's rules, never with the number of local pods.
 import { sameTargets } from '../../../crds/same-targets.ts';
 import type { CompiledPolicySetSpec, IPSetKind, PortMatch, Rule, Target } from '../../../crds/types.ts';
-import { mergeIntervals, type Interval } from '../../../operator/compile/ipv4.ts';
+import { mergeIntervals, type Interval } from '../../../runtime/ipv4.ts';
 import { setElements } from './elements.ts';
 import { COMMENT_PREFIX, DISPATCH_MAPS, FORWARD_CHAIN, checkedId, ruleHash, targetChain, type Direction } from './names.ts';
 

@@ -13,7 +13,7 @@
 // - Address roles: Out ACLs read LocalAddresses as the source and RemoteAddresses as the destination. For
 //   In ACLs the peer (source) sits in the field chosen by IngressPeerField, the other field is the destination.
 import type { Flow, Protocol } from '../../../model/cluster.ts';
-import { ipInInterval, parseCidr, parseIPv4 } from '../../../operator/compile/ipv4.ts';
+import { ipInInterval, parseCidr, parseIPv4 } from '../../../runtime/ipv4.ts';
 import { DEFAULT_INGRESS_PEER_FIELD, type AclDirection, type AclPolicy, type IngressPeerField, type SetPolicy } from './hns-types.ts';
 
 export type Verdict = 'allow' | 'block' | 'unspecified';

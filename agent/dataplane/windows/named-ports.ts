@@ -3,7 +3,7 @@
 // derived IPSETs of the destination IPs that serve one port.
 import { createHash } from 'node:crypto';
 import type { IPSet, Protocol } from '../../../crds/types.ts';
-import { ipInInterval, parseCidr, parseIPv4, type Interval } from '../../../operator/compile/ipv4.ts';
+import { ipInInterval, parseCidr, parseIPv4, type Interval } from '../../../runtime/ipv4.ts';
 import { PREFIX } from './hns-types.ts';
 
 export interface IpPortMember { ip: string; protocol: Protocol; port: number }

@@ -9,13 +9,13 @@
 // Used by test/property/fuzz-compiler.test.ts (CI) and bench/fuzz.ts (≥ 100k cases).
 import fc from 'fast-check';
 import type { V1LabelSelector, V1NetworkPolicy, V1NetworkPolicyPeer, V1NetworkPolicyPort } from '@kubernetes/client-node';
-import type { CompiledPolicySetSpec } from '../../crds/types.ts';
-import { planApply } from '../../agent/dataplane/linux/plan.ts';
-import { CompiledEvaluator } from '../../matrix/evaluate-compiled.ts';
-import type { ClusterSnapshot, Protocol, V1Namespace, V1Node, V1Pod } from '../../model/cluster.ts';
-import { PolicyCompiler } from '../../operator/compile/compiler.ts';
-import { normalizePolicy } from '../../operator/compile/policy.ts';
-import { oracleVerdict } from '../../oracle/oracle.ts';
+import type { CompiledPolicySetSpec } from '../crds/types.ts';
+import { planApply } from '../agent/dataplane/linux/plan.ts';
+import { CompiledEvaluator } from '../matrix/evaluate-compiled.ts';
+import type { ClusterSnapshot, Protocol, V1Namespace, V1Node, V1Pod } from '../model/cluster.ts';
+import { PolicyCompiler } from '../operator/compile/compiler.ts';
+import { normalizePolicy } from '../operator/compile/policy.ts';
+import { oracleVerdict } from '../oracle/oracle.ts';
 
 export const NODES = ['node-1', 'node-2'];
 const NAMESPACES = ['x', 'y-z-0', `ns-${'x'.repeat(60)}`];
