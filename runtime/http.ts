@@ -1,5 +1,10 @@
 // A small HTTP server for health, readiness and metrics endpoints.
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
+
+// process.getBuiltinModule, not `import { createServer } from 'node:http'`: an ES import of a
+// built-in reads all of its exports, and node:http's WebSocket, CloseEvent and MessageEvent getters
+// then load Node's bundled undici, ~6 MiB resident in a process that never uses it (the agent).
+const { createServer } = process.getBuiltinModule('node:http');
 
 /** A handler; `url` is the request's, parsed (query parameters included). */
 export type Route = (url?: URL) => Promise<{ status: number; type?: string; body: string }> | { status: number; type?: string; body: string };

@@ -1,10 +1,14 @@
 // Requests to the apiserver over one pooled, kept-alive connection set (node:https; Node's fetch
 // would load undici, ~6 MiB more on every node). A bearer token read from a file is read again
 // when it is a minute old or the apiserver refuses it, since the kubelet rotates projected tokens.
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { Agent as HttpAgent, IncomingMessage } from 'node:http';
 import { readFileSync } from 'node:fs';
 import type { ClusterAccess } from './access.ts';
+
+// Not `import … from 'node:http'`: an ES import of node:http reads every export, and its lazy
+// WebSocket/EventSource exports load Node's bundled undici (~6 MiB resident) — see runtime/http.ts.
+const http = process.getBuiltinModule('node:http');
+const https = process.getBuiltinModule('node:https');
 
 const TOKEN_REREAD_MS = 60_000;
 const REQUEST_TIMEOUT_MS = 30_000;
@@ -37,7 +41,7 @@ export class KubeTransport {
     this.access = access;
     this.secure = access.server.startsWith('https:');
     const tls = { ca: access.ca, cert: access.cert, key: access.key, rejectUnauthorized: !access.insecureSkipTLSVerify, servername: access.tlsServerName };
-    this.agent = this.secure ? new HttpsAgent({ keepAlive: true, ...tls }) : new HttpAgent({ keepAlive: true });
+    this.agent = this.secure ? new https.Agent({ keepAlive: true, ...tls }) : new http.Agent({ keepAlive: true });
   }
 
   /** A JSON request; resolves with the parsed body of a 2xx answer, throws KubeApiError otherwise. */
@@ -73,7 +77,7 @@ export class KubeTransport {
     const payload = opts.body === undefined ? undefined : JSON.stringify(opts.body);
     if (payload !== undefined) headers['content-type'] = opts.contentType ?? 'application/json';
     const url = new URL(this.access.server + path);
-    const send = this.secure ? httpsRequest : httpRequest;
+    const send = this.secure ? https.request : http.request;
     return new Promise((resolve, reject) => {
       const req = send(url, { method, headers, agent: this.agent, signal: opts.signal }, resolve);
       req.on('error', reject);
