@@ -5,6 +5,9 @@
 //
 //   node scripts/measure-resources.ts [nodes pods policies] [--churn-per-second N] [--seconds S]
 //
+// AGENT_NODE_FLAGS="--max-semi-space-size=1" runs the agent (and fills the compile cache) with those
+// Node flags, to weigh such flags (docs/decisions.md 15); the images run none.
+//
 // Per process it samples /proc/<pid>: resident memory (VmRSS, peak VmHWM) and CPU time (utime+stime,
 // the children it waited for: cutime+cstime, and its live children's, such as the agent's shell that
 // runs ipset/iptables), in three phases:
