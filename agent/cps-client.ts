@@ -11,13 +11,17 @@ import type { StatusWriter } from './node-agent.ts';
 import { mergePatchFor } from './status-patch.ts';
 
 const CPS_PATH = `/apis/${CPS_GROUP}/${CPS_VERSION}/${CPS_PLURAL}`;
+// Each list is a read from etcd; three watches an agent at a thousand nodes every 5 minutes were
+// 10 lists a second for nothing. Watches resume from their version and dead ones are noticed by
+// their silence, so the relist is only a backstop (docs/decisions.md 15).
+const SAFETY_RELIST_MS = 30 * 60_000;
 
-export function ownCpsInformer(transport: KubeTransport, nodeName: string, log: Logger, relistMs = 300_000): ListWatcher<CompiledPolicySet> {
+export function ownCpsInformer(transport: KubeTransport, nodeName: string, log: Logger, relistMs = SAFETY_RELIST_MS): ListWatcher<CompiledPolicySet> {
   return new ListWatcher<CompiledPolicySet>({ name: 'compiledpolicyset', transport, path: CPS_PATH, fieldSelector: `metadata.name=${nodeName}`, relistMs, log });
 }
 
 /** One watch per consumer label that can name this node; the apiserver does the selecting. */
-export function sharedSetInformers(transport: KubeTransport, nodeName: string, log: Logger, relistMs = 300_000): Array<{ selector: string; informer: ListWatcher<AddressSet> }> {
+export function sharedSetInformers(transport: KubeTransport, nodeName: string, log: Logger, relistMs = SAFETY_RELIST_MS): Array<{ selector: string; informer: ListWatcher<AddressSet> }> {
   return agentSetSelectors(nodeName).map((labelSelector) => ({
     selector: labelSelector,
     informer: new ListWatcher<AddressSet>({ name: `addresssets(${labelSelector})`, transport, path: `/apis/${CPS_GROUP}/${CPS_VERSION}/${ASET_PLURAL}`, labelSelector, relistMs, log }),

@@ -6,7 +6,8 @@
 // - Any other failure lists again after a back-off that only a list that worked resets (a connect
 //   alone proves nothing about a dead apiserver), with one restart pending at a time.
 // - A watch silent for longer than the server's own timeout is taken for a half-open connection.
-// - A periodic relist catches anything a lost event would otherwise hide until the next change.
+// - A rare relist (every 30 minutes or so) catches anything a lost event would otherwise hide until
+//   the next change; half-open connections are caught sooner, by the silence above.
 // Only real changes (by resourceVersion) reach the handlers, as upserts and deletes.
 import { Backoff } from '../../runtime/backoff.ts';
 import { KnownObjects, type ChangeHandler } from '../../runtime/known-objects.ts';
@@ -23,7 +24,7 @@ export interface ListWatchOptions {
   path: string;
   labelSelector?: string;
   fieldSelector?: string;
-  /** Safety relist period; 0 disables it. */
+  /** Safety relist period (jittered); 0 disables it. */
   relistMs?: number;
   /** Server-side watch timeout range in seconds (client-go picks 5–10 minutes). */
   watchSeconds?: [number, number];
@@ -82,14 +83,14 @@ export class ListWatcher<T extends KubeObject> {
     }
     if (this.stopped) return;
     this.hasSynced = true;
-    if (this.opts.relistMs) this.relistTimer = setInterval(() => void this.relist(), this.opts.relistMs);
+    this.scheduleRelist();
     void this.watch(this.current.signal);
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.restartTimer);
-    clearInterval(this.relistTimer);
+    clearTimeout(this.relistTimer);
     this.current.abort();
   }
 
@@ -104,6 +105,15 @@ export class ListWatcher<T extends KubeObject> {
       return;
     }
     void this.watch(signal);
+  }
+
+  /** The safety relist, jittered ±25 % so agents started together do not list together. */
+  private scheduleRelist(): void {
+    if (!this.opts.relistMs || this.stopped) return;
+    this.relistTimer = setTimeout(() => {
+      this.scheduleRelist();
+      void this.relist();
+    }, this.opts.relistMs * (0.75 + Math.random() / 2));
   }
 
   private fresh(): AbortSignal {

@@ -206,3 +206,17 @@ test('stop ends the watch and schedules nothing more', async (t) => {
   await new Promise((r) => setTimeout(r, 300));
   assert.equal(api.requests.length, count);
 });
+
+test('the safety relist lists again on its own and turns an object a lost event hid into a delete', async (t) => {
+  const api = await server(t);
+  let lists = 0;
+  api.handle((req, res) => (req.query.get('watch') !== 'true' ? json(res, 200, ++lists === 1 ? list('1', [obj('a', '1'), obj('b', '1')]) : list('2', [obj('a', '1')])) : openWatch(res)));
+  const changes: string[] = [];
+  const w = new ListWatcher<KubeObject>({ name: 'relist', transport: transportFor(api), path: '/x', log: silentLogger(), relistMs: 200, watchSeconds: [60, 60] });
+  w.onChange((type, o) => changes.push(`${type} ${o.metadata.name}`));
+  t.after(() => w.stop());
+  await w.start();
+  await until('the relist', () => changes.includes('delete b'), 3000);
+  assert.deepEqual(changes, ['upsert a', 'upsert b', 'delete b']);
+  assert.equal(w.restarts, 0);
+});
