@@ -11,6 +11,7 @@ import type { StatusWriter } from './node-agent.ts';
 import { mergePatchFor } from './status-patch.ts';
 
 const CPS_PATH = `/apis/${CPS_GROUP}/${CPS_VERSION}/${CPS_PLURAL}`;
+const ASET_PATH = `/apis/${CPS_GROUP}/${CPS_VERSION}/${ASET_PLURAL}`;
 // Each list is a read from etcd; three watches an agent at a thousand nodes every 5 minutes were
 // 10 lists a second for nothing. Watches resume from their version and dead ones are noticed by
 // their silence, so the relist is only a backstop (docs/decisions.md 15).
@@ -24,7 +25,7 @@ export function ownCpsInformer(transport: KubeTransport, nodeName: string, log: 
 export function sharedSetInformers(transport: KubeTransport, nodeName: string, log: Logger, relistMs = SAFETY_RELIST_MS): Array<{ selector: string; informer: ListWatcher<AddressSet> }> {
   return agentSetSelectors(nodeName).map((labelSelector) => ({
     selector: labelSelector,
-    informer: new ListWatcher<AddressSet>({ name: `addresssets(${labelSelector})`, transport, path: `/apis/${CPS_GROUP}/${CPS_VERSION}/${ASET_PLURAL}`, labelSelector, relistMs, log }),
+    informer: new ListWatcher<AddressSet>({ name: `addresssets(${labelSelector})`, transport, path: ASET_PATH, labelSelector, relistMs, log }),
   }));
 }
 

@@ -82,7 +82,24 @@ const refusedPort: fc.Arbitrary<V1NetworkPolicyPort> = fc.oneof<fc.Arbitrary<V1N
 );
 const port = fc.oneof({ weight: 24, arbitrary: validPort }, { weight: 1, arbitrary: refusedPort });
 
-const rule = fc.record({ peers: fc.option(fc.array(peer, { maxLength: 3 }), { nil: undefined }), ports: fc.option(fc.array(port, { maxLength: 3 }), { nil: undefined }) }, { requiredKeys: [] });
+export interface RuleParts { peers?: V1NetworkPolicyPeer[]; ports?: V1NetworkPolicyPort[] }
+export interface PolicyParts { namespace: string; podSelector: V1LabelSelector; policyTypes?: string[]; ingress?: RuleParts[]; egress?: RuleParts[] }
+
+/** Rules of up to three peers and three ports (either may be absent), from the given arbitraries. */
+export function ruleParts(peer: fc.Arbitrary<V1NetworkPolicyPeer>, port: fc.Arbitrary<V1NetworkPolicyPort>): fc.Arbitrary<RuleParts> {
+  return fc.record({ peers: fc.option(fc.array(peer, { maxLength: 3 }), { nil: undefined }), ports: fc.option(fc.array(port, { maxLength: 3 }), { nil: undefined }) }, { requiredKeys: [] });
+}
+
+/** The NetworkPolicy the parts describe; absent lists stay absent, as the API tells them apart from empty ones. */
+export function assemblePolicy(name: string, p: PolicyParts): V1NetworkPolicy {
+  const spec: V1NetworkPolicy['spec'] = { podSelector: p.podSelector };
+  if (p.policyTypes) spec.policyTypes = p.policyTypes;
+  if (p.ingress) spec.ingress = p.ingress.map((r) => ({ ...(r.peers ? { from: r.peers } : {}), ...(r.ports ? { ports: r.ports } : {}) })) as never;
+  if (p.egress) spec.egress = p.egress.map((r) => ({ ...(r.peers ? { to: r.peers } : {}), ...(r.ports ? { ports: r.ports } : {}) }));
+  return { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { namespace: p.namespace, name }, spec };
+}
+
+const rule = ruleParts(peer, port);
 
 function policy(name: string): fc.Arbitrary<V1NetworkPolicy> {
   return fc.record({
@@ -91,13 +108,7 @@ function policy(name: string): fc.Arbitrary<V1NetworkPolicy> {
     policyTypes: fc.option(fc.subarray(['Ingress', 'Egress']), { nil: undefined }),
     ingress: fc.option(fc.array(rule, { maxLength: 4 }), { nil: undefined }),
     egress: fc.option(fc.array(rule, { maxLength: 4 }), { nil: undefined }),
-  }).map((p) => {
-    const spec: V1NetworkPolicy['spec'] = { podSelector: p.podSelector };
-    if (p.policyTypes) spec.policyTypes = p.policyTypes;
-    if (p.ingress) spec.ingress = p.ingress.map((r) => ({ ...(r.peers ? { from: r.peers } : {}), ...(r.ports ? { ports: r.ports } : {}) })) as never;
-    if (p.egress) spec.egress = p.egress.map((r) => ({ ...(r.peers ? { to: r.peers } : {}), ...(r.ports ? { ports: r.ports } : {}) }));
-    return { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { namespace: p.namespace, name }, spec };
-  });
+  }).map((p) => assemblePolicy(name, p));
 }
 
 const podPorts = fc.subarray([

@@ -3,6 +3,7 @@
 import fc from 'fast-check';
 import type { V1LabelSelector, V1NetworkPolicy, V1NetworkPolicyPeer, V1NetworkPolicyPort } from '@kubernetes/client-node';
 import type { ClusterSnapshot, Protocol, V1Namespace, V1Node, V1Pod } from '../../model/cluster.ts';
+import { assemblePolicy, ruleParts } from '../../bench/compiler-fuzz.ts';
 
 export const NODES = ['node-1', 'node-2'];
 const NAMESPACES = ['x', 'y', 'z'];
@@ -48,7 +49,7 @@ const port: fc.Arbitrary<V1NetworkPolicyPort> = fc.oneof<fc.Arbitrary<V1NetworkP
   fc.record({ protocol, port: fc.constantFrom('serve-80-tcp', 'serve-81-udp', 'http', 'missing') }, { requiredKeys: ['port'] }),
 ).filter((p: V1NetworkPolicyPort) => typeof p.port !== 'number' || p.endPort === undefined || p.endPort >= p.port);
 
-const rule = fc.record({ peers: fc.option(fc.array(peer, { maxLength: 3 }), { nil: undefined }), ports: fc.option(fc.array(port, { maxLength: 3 }), { nil: undefined }) }, { requiredKeys: [] });
+const rule = ruleParts(peer, port);
 
 export const policy = (name: string): fc.Arbitrary<V1NetworkPolicy> =>
   fc.record({
@@ -57,13 +58,7 @@ export const policy = (name: string): fc.Arbitrary<V1NetworkPolicy> =>
     policyTypes: fc.option(fc.subarray(['Ingress', 'Egress']), { nil: undefined }),
     ingress: fc.option(fc.array(rule, { maxLength: 3 }), { nil: undefined }),
     egress: fc.option(fc.array(rule, { maxLength: 3 }), { nil: undefined }),
-  }).map((p) => {
-    const spec: V1NetworkPolicy['spec'] = { podSelector: p.podSelector };
-    if (p.policyTypes) spec.policyTypes = p.policyTypes;
-    if (p.ingress) spec.ingress = p.ingress.map((r) => ({ ...(r.peers ? { from: r.peers } : {}), ...(r.ports ? { ports: r.ports } : {}) })) as never;
-    if (p.egress) spec.egress = p.egress.map((r) => ({ ...(r.peers ? { to: r.peers } : {}), ...(r.ports ? { ports: r.ports } : {}) }));
-    return { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { namespace: p.namespace, name }, spec };
-  });
+  }).map((p) => assemblePolicy(name, p));
 
 const podPorts = fc.record({
   standard: fc.boolean(),
